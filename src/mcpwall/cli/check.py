@@ -1,0 +1,24 @@
+"""``mcpwall check``: validate a config file without starting anything."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mcpwall.config.loader import load
+from mcpwall.errors import ConfigError
+
+
+@click.command()
+@click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="mcpwall.yaml, or a Claude-Desktop-style mcpServers JSON file.")
+def check(config_path: str) -> None:
+    """Validate the configuration; print every problem as file:line: path: message."""
+    try:
+        config = load(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+    click.echo(f"{config_path}: ok ({len(config.servers)} servers, guards: {', '.join(config.guard_order())})")

@@ -1,0 +1,250 @@
+"""The configuration model: one pydantic tree, ``extra="forbid"`` everywhere.
+
+Static settings (listeners, storage) and reloadable policy (guards) live in one file; the
+loader (:mod:`mcpwall.config.loader`) reads YAML, interpolates ``${ENV}``, validates against
+this model and reports every problem at once with its line number.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, create_model, field_validator, model_validator
+
+from mcpwall.pipeline.guard import GuardSettings
+from mcpwall.pipeline.registry import ALWAYS_LAST, GUARDS, guard_class
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
+
+
+def _parse_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("expected a duration such as 500ms, 30s, 5m, 1h or 7d")
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return value
+
+
+def _parse_size(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError("expected a size such as 4096, 64KiB or 4MiB")
+        return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
+Bytes = Annotated[int, BeforeValidator(_parse_size), Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ListenConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    path: str = "/mcp"
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed besides the loopback ones (DNS-rebinding protection). "
+                    "Requests with any other Origin get 403.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values allowed besides loopback names and the bind address.")
+    response_mode: Literal["auto", "json", "sse"] = Field(
+        "auto", description="auto: JSON when the answer is ready at once, SSE once anything streams.")
+    legacy_session_idle_timeout: Seconds = 1800.0
+    max_sessions: int = Field(10_000, gt=0)
+    sse_keepalive: Seconds = 15.0
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value.rstrip("/") or "/"
+
+
+class AdminConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8766, ge=0, le=65535)
+
+
+class CircuitConfig(Strict):
+    failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit.")
+    reset_after: Seconds = Field(10.0, description="How long the circuit stays open before a probe.")
+
+
+class RestartConfig(Strict):
+    initial_backoff: Seconds = 0.5
+    max_backoff: Seconds = 30.0
+
+
+HARD_MAX_TIMEOUT = 600.0
+
+
+class ServerConfig(Strict):
+    """One upstream MCP server. Exactly one of ``command`` (stdio) and ``url`` (HTTP)."""
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    transport: Literal["stdio", "http", "sse"] | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="The gateway's own credentials upstream.")
+    era: Literal["auto", "modern", "legacy"] = "auto"
+    timeout: Seconds = Field(30.0, description=f"Per-request timeout; at most {HARD_MAX_TIMEOUT:.0f}s.")
+    connect_timeout: Seconds = 30.0
+    prefix: bool = True
+    enabled: bool = True
+    max_processes: int = Field(8, ge=1, description="stdio: processes this upstream may run at once.")
+    session_scope: Literal["principal", "session"] | None = Field(
+        None, description="Share one upstream session per principal, or open one per front session. "
+                          "Default: principal for stdio, session for HTTP.")
+    restart: RestartConfig = Field(default_factory=RestartConfig)
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if value <= 0 or value > HARD_MAX_TIMEOUT:
+            raise ValueError(f"must be more than 0 and at most {HARD_MAX_TIMEOUT:.0f}s")
+        return value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> ServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of 'command' (stdio upstream) or 'url' (HTTP upstream)")
+        if self.command is not None:
+            if self.transport not in (None, "stdio"):
+                raise ValueError("'command' upstreams use transport stdio")
+            self.transport = "stdio"
+        else:
+            if self.transport == "stdio":
+                raise ValueError("'url' upstreams use transport http or sse")
+            self.transport = self.transport or "http"
+            if not (self.url or "").startswith(("http://", "https://")):
+                raise ValueError("'url' must be an http:// or https:// URL")
+        if self.session_scope is None:
+            self.session_scope = "principal" if self.transport == "stdio" else "session"
+        return self
+
+
+class StorageConfig(Strict):
+    url: str = "sqlite:///mcpwall.db"
+
+
+class LogConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+
+
+class SecurityConfig(Strict):
+    allow_anonymous: bool = Field(
+        True, description="Let unauthenticated clients in on loopback and stdio. Without an auth guard, "
+                          "anonymous is the only identity, and the gateway then refuses non-loopback binds.")
+    cursor_secret: str | None = Field(
+        None, description="Key for gateway-minted pagination cursors; random per process if unset "
+                          "(set it when several replicas share a load balancer).")
+
+
+class _GuardsBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    _order: list[str] = PrivateAttr(default_factory=list)
+
+
+def _guards_model() -> type[_GuardsBase]:
+    """A model with one optional field per registered guard, built from the registry."""
+    fields: dict[str, Any] = {name: (guard_class(name).Settings | None, None) for name in GUARDS}
+    return create_model("GuardsConfig", __base__=_GuardsBase, **fields)
+
+
+GuardsConfig = _guards_model()
+
+
+def _guards_shorthand(value: Any) -> Any:
+    # ``guards: [limits, dlp]`` is shorthand for default settings in that order.
+    if isinstance(value, list):
+        out: dict[str, Any] = {}
+        for item in value:
+            if isinstance(item, str):
+                out[item] = {}
+            elif isinstance(item, dict) and len(item) == 1:
+                out.update(item)
+            else:
+                raise ValueError("each guard entry is a name or a one-key mapping")
+        return out
+    if isinstance(value, dict):
+        return {k: ({} if v is None else v) for k, v in value.items()}
+    return value
+
+
+class Config(Strict):
+    listen: ListenConfig = Field(default_factory=ListenConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    servers: dict[str, ServerConfig] = Field(default_factory=dict)
+    servers_from: list[str] = Field(
+        default_factory=list, description='Claude-Desktop-style JSON files ({"mcpServers": {...}}) to add.')
+    namespace_separator: str = Field("__", min_length=1, max_length=4)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)  # type: ignore[valid-type]
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @field_validator("servers")
+    @classmethod
+    def _server_names(cls, value: dict[str, ServerConfig]) -> dict[str, ServerConfig]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+                raise ValueError(f"server name {name!r} must be 1-64 characters of [A-Za-z0-9_.-]")
+        return value
+
+    @field_validator("guards", mode="wrap")
+    @classmethod
+    def _guards(cls, value: Any, handler: Any) -> Any:
+        raw = _guards_shorthand(value)
+        result = handler(raw)
+        if isinstance(raw, dict):
+            result._order = list(raw)
+        return result
+
+    def guard_order(self) -> list[str]:
+        """Configured order, with ``limits`` always first and ``audit`` always last."""
+        names = [n for n in self.guards._order if n not in ("limits", ALWAYS_LAST)]
+        order = ["limits", *names]
+        if ALWAYS_LAST in GUARDS:
+            order.append(ALWAYS_LAST)
+        return order
+
+    def guard_settings(self, name: str) -> GuardSettings:
+        settings = getattr(self.guards, name, None)
+        if settings is None:
+            settings = guard_class(name).Settings()
+        return settings  # type: ignore[no-any-return]
+
+    @model_validator(mode="after")
+    def _separator_not_in_names(self) -> Config:
+        for name, server in self.servers.items():
+            if server.prefix and self.namespace_separator in name:
+                raise ValueError(f"server name {name!r} contains the namespace separator "
+                                 f"{self.namespace_separator!r}")
+        return self
