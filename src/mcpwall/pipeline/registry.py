@@ -14,6 +14,7 @@ from mcpwall.pipeline.guard import Guard
 
 GUARDS: dict[str, str] = {
     "limits": "mcpwall.guards.limits:LimitsGuard",
+    "auth": "mcpwall.guards.auth:AuthGuard",
 }
 
 ALWAYS_LAST = "audit"

@@ -1,0 +1,344 @@
+"""The load generator: N concurrent MCP clients over Streamable HTTP, timed.
+
+Each virtual client owns one keep-alive connection. A legacy client first runs
+``initialize`` + ``notifications/initialized`` and then sends ``Mcp-Session-Id`` and
+``MCP-Protocol-Version`` on every call; a modern client sends self-contained requests with
+``_meta`` and the mirrored ``MCP-Protocol-Version``/``Mcp-Method``/``Mcp-Name`` headers.
+All clients finish their set-up before the clock starts; then a warm-up, then the measured
+window. A request counts when it starts and ends inside the window.
+
+It runs as its own process (``python -m bench.loadgen --worker``) and takes JSON commands on
+stdin, one per line, answering each with one JSON line on stdout, so the harness can keep
+it warm across runs and its CPU never mixes with the target's. ``run`` returns raw latency
+samples (ms), counts by error class and the worker's own CPU seconds in the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from bench import aio, mcpwire
+from bench.httpclients import Connection, connect
+
+
+@dataclass
+class RunSpec:
+    host: str
+    port: int
+    path: str = "/mcp"
+    era: str = "modern"  # modern | legacy | static (no MCP flow: the ceiling probe)
+    op: str = "small"
+    concurrency: int = 1
+    duration: float = 2.0
+    warmup: float = 0.5
+    tool_prefix: str = ""
+    client: str = "raw"
+    drain_timeout: float = 10.0
+    setup_timeout: float = 30.0
+    # Processes whose CPU seconds inside the measured window are reported, by label.
+    watch_pids: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    error_sample: str = ""
+    setup_errors: int = 0
+    timeouts: int = 0
+    elapsed: float = 0.0
+    loadgen_cpu_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+class _Window:
+    """The measured window; ``inf`` until the warm-up ends and until the run ends."""
+
+    def __init__(self) -> None:
+        self.start = float("inf")
+        self.end = float("inf")
+        self.stop = False
+
+
+def _note_error(result: RunResult, kind: str, sample: str) -> None:
+    result.errors[kind] = result.errors.get(kind, 0) + 1
+    if not result.error_sample:
+        result.error_sample = f"{kind}: {sample[:300]}"
+
+
+async def _legacy_setup(conn: Connection, result: RunResult) -> dict[str, str] | None:
+    """Open one legacy session; the headers every later request must carry, or None."""
+    status, headers, body = await conn.send(conn.prepare({}), mcpwire.initialize_body(0))
+    msg = mcpwire.message_of(headers.get(b"content-type", b""), body)
+    sid = headers.get(b"mcp-session-id")
+    if status != 200 or sid is None or not msg:
+        _note_error(result, f"init_http_{status}", body[:300].decode("utf-8", "replace"))
+        return None
+    try:
+        version = orjson.loads(msg)["result"]["protocolVersion"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        _note_error(result, "init_bad_result", msg[:300].decode("utf-8", "replace"))
+        return None
+    session = {"Mcp-Session-Id": sid.decode(), "MCP-Protocol-Version": version}
+    status, _, body = await conn.send(conn.prepare(session), mcpwire.INITIALIZED_BODY)
+    if status not in (200, 202):
+        _note_error(result, f"initialized_http_{status}", body[:300].decode("utf-8", "replace"))
+        return None
+    return session
+
+
+async def _client(spec: RunSpec, index: int, window: _Window, result: RunResult,
+                  ready: asyncio.Event, barrier: list[int]) -> None:
+    conn = connect(spec.client, spec.host, spec.port, spec.path)
+    try:
+        headers: dict[str, str] = {}
+        op = mcpwire.Op.named(spec.op if spec.era != "static" else "small", spec.tool_prefix)
+        if spec.era == "legacy":
+            try:
+                session = await _legacy_setup(conn, result)
+            except (ConnectionError, OSError) as exc:
+                _note_error(result, "init_connect", repr(exc))
+                session = None
+            if session is None:
+                result.setup_errors += 1
+                return
+            headers.update(session)
+        headers.update(mcpwire.era_headers(op, "modern" if spec.era == "modern" else "legacy"))
+        prepared = conn.prepare(headers)
+        prefix, suffix = mcpwire.body_parts(op, "modern" if spec.era == "modern" else "legacy")
+        barrier[0] -= 1
+        if barrier[0] == 0:
+            ready.set()
+        await ready.wait()
+        rid = index * 10_000_000
+        first = True
+        perf = time.perf_counter
+        while not window.stop:
+            rid += 1
+            body = prefix + str(rid).encode() + suffix
+            t0 = perf()
+            try:
+                status, rheaders, rbody = await conn.send(prepared, body)
+            except (ConnectionError, OSError) as exc:
+                if t0 >= window.start:
+                    _note_error(result, "connection", repr(exc))
+                continue
+            t1 = perf()
+            if spec.era == "static":
+                error = None if status == 200 else f"http_{status}"
+            else:
+                # The first answer of each client is checked in full (tool count, text size).
+                error = mcpwire.check(op, rid, status, rheaders.get(b"content-type", b""), rbody, strict=first)
+            first = False
+            if t0 >= window.start and t1 <= window.end:
+                if error is None:
+                    result.ok += 1
+                    result.latencies_ms.append((t1 - t0) * 1000.0)
+                else:
+                    _note_error(result, error, rbody[:300].decode("utf-8", "replace"))
+        if spec.era == "legacy":
+            with contextlib.suppress(ConnectionError, OSError):
+                await conn.send(conn.prepare({"Mcp-Session-Id": headers["Mcp-Session-Id"]}), b"", method="DELETE")
+    finally:
+        await conn.aclose()
+
+
+def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each watched process and its children."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for key, pid in pids.items():
+        try:
+            proc = psutil.Process(pid)
+            total = sum(proc.cpu_times()[:2])
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            continue
+        out[key] = total
+    return out
+
+
+async def run(spec: RunSpec) -> RunResult:
+    result = RunResult()
+    window = _Window()
+    ready = asyncio.Event()
+    barrier = [spec.concurrency]
+    tasks = [asyncio.create_task(_client(spec, i, window, result, ready, barrier))
+             for i in range(spec.concurrency)]
+
+    async def all_ready() -> None:
+        # Clients that failed set-up never reach the barrier; don't wait for them.
+        while not ready.is_set():
+            if all(t.done() for t in tasks):
+                return
+            if barrier[0] <= sum(1 for t in tasks if t.done()):
+                ready.set()
+                return
+            await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.wait_for(all_ready(), spec.setup_timeout)
+    except TimeoutError:
+        result.setup_errors += barrier[0]
+    ready.set()
+    await asyncio.sleep(spec.warmup)
+    watched = _cpu_seconds(spec.watch_pids)
+    cpu0 = time.process_time()
+    window.start = time.perf_counter()
+    await asyncio.sleep(spec.duration)
+    window.end = time.perf_counter()
+    result.loadgen_cpu_s = time.process_time() - cpu0
+    after = _cpu_seconds(spec.watch_pids)
+    result.cpu_s = {k: after[k] - watched[k] for k in watched if k in after}
+    window.stop = True
+    result.elapsed = window.end - window.start
+    _, pending = await asyncio.wait(tasks, timeout=spec.drain_timeout)
+    for task in pending:
+        result.timeouts += 1
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=5.0)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            _note_error(result, "client_crash", repr(task.exception()))
+    return result
+
+
+# --- idle legacy sessions (RSS per session) -------------------------------------------------
+
+_SESSIONS: list[tuple[str, int, str, str]] = []
+
+
+async def open_sessions(host: str, port: int, path: str, count: int, connections: int = 32) -> dict[str, Any]:
+    """Open ``count`` legacy sessions and keep them (no DELETE) for an RSS measurement."""
+    result = RunResult()
+    todo = [count]
+
+    async def worker() -> None:
+        conn = connect("raw", host, port, path)
+        try:
+            while todo[0] > 0:
+                todo[0] -= 1
+                try:
+                    session = await _legacy_setup(conn, result)
+                except (ConnectionError, OSError) as exc:
+                    _note_error(result, "connect", repr(exc))
+                    continue
+                if session is not None:
+                    _SESSIONS.append((host, port, path, session["Mcp-Session-Id"]))
+        finally:
+            await conn.aclose()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(connections, count))))
+    return {"opened": len(_SESSIONS), "errors": result.errors, "error_sample": result.error_sample,
+            "seconds": time.perf_counter() - t0}
+
+
+async def close_sessions(connections: int = 32) -> dict[str, Any]:
+    closed = 0
+    sessions = list(_SESSIONS)
+    _SESSIONS.clear()
+
+    async def worker(chunk: list[tuple[str, int, str, str]]) -> None:
+        nonlocal closed
+        if not chunk:
+            return
+        conn = connect("raw", chunk[0][0], chunk[0][1], chunk[0][2])
+        try:
+            for _, _, _, sid in chunk:
+                with contextlib.suppress(ConnectionError, OSError):
+                    status, _, _ = await conn.send(conn.prepare({"Mcp-Session-Id": sid}), b"", method="DELETE")
+                    closed += status in (200, 202, 204)
+        finally:
+            await conn.aclose()
+
+    await asyncio.gather(*(worker(sessions[i::connections]) for i in range(connections)))
+    return {"closed": closed, "of": len(sessions)}
+
+
+# --- worker loop -----------------------------------------------------------------------------
+
+
+async def _handle(command: dict[str, Any]) -> dict[str, Any]:
+    cmd = command.get("cmd")
+    if cmd == "run":
+        return asdict(await run(RunSpec(**command["spec"])))
+    if cmd == "stdio":
+        from bench.stdiogen import StdioSpec, run_stdio
+
+        return await run_stdio(StdioSpec(**command["spec"]))
+    if cmd == "open_sessions":
+        return await open_sessions(**command["args"])
+    if cmd == "close_sessions":
+        return await close_sessions()
+    if cmd == "ping":
+        return {"pong": True}
+    return {"error": f"unknown command {cmd!r}"}
+
+
+async def _worker() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout.buffer
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        command = orjson.loads(line)
+        if command.get("cmd") == "quit":
+            return
+        try:
+            reply = await _handle(command)
+        except Exception as exc:  # report, don't die: the harness decides what to do
+            reply = {"error": repr(exc)}
+        out.write(orjson.dumps(reply) + b"\n")
+        out.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.loadgen")
+    parser.add_argument("--worker", action="store_true", help="take JSON commands on stdin")
+    parser.add_argument("--url", help="one run against this URL (for manual use)")
+    parser.add_argument("--era", default="modern")
+    parser.add_argument("--op", default="small")
+    parser.add_argument("-c", "--concurrency", type=int, default=1)
+    parser.add_argument("-d", "--duration", type=float, default=2.0)
+    parser.add_argument("--client", default="raw")
+    args = parser.parse_args(argv)
+    if args.worker:
+        aio.run(_worker())
+        return
+    if not args.url:
+        parser.error("give --worker or --url")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(args.url)
+    spec = RunSpec(host=parts.hostname or "127.0.0.1", port=parts.port or 80, path=parts.path or "/mcp",
+                   era=args.era, op=args.op, concurrency=args.concurrency, duration=args.duration,
+                   client=args.client)
+    result = aio.run(run(spec))
+    lat = sorted(result.latencies_ms)
+    summary = {k: v for k, v in asdict(result).items() if k != "latencies_ms"}
+    if lat:
+        summary.update(rps=round(result.ok / result.elapsed, 1), p50=lat[len(lat) // 2],
+                       p99=lat[min(len(lat) - 1, int(len(lat) * 0.99))])
+    print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()

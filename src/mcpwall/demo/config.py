@@ -1,0 +1,42 @@
+"""The embedded defaults ``mcpwall demo`` runs on: SQLite state, the bundled demo upstream, and
+the guards that show what the gateway does (configured only when they are installed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from mcpwall.config.model import Config
+from mcpwall.pipeline.registry import GUARDS
+
+# Guard settings for the demo, in chain order; guards not in this build are skipped.
+DEMO_GUARDS: dict[str, dict[str, Any]] = {
+    "limits": {},
+    "pins": {"mode": "tofu"},
+    "poisoning": {},
+    "schema": {},
+    "egress": {},
+    "dlp": {"mode": "redact"},
+    "injection": {"mode": "flag"},
+    "approval": {"rules": [{"tools": "demo__delete_records", "action": "approve", "timeout": "60s"}]},
+    "flow": {},
+    "audit": {},
+}
+
+
+def demo_config(port: int, state_dir: Path) -> Config:
+    guards = {name: settings for name, settings in DEMO_GUARDS.items() if name in GUARDS}
+    raw: dict[str, Any] = {
+        "listen": {"host": "127.0.0.1", "port": port, "path": "/mcp"},
+        "admin": {"host": "127.0.0.1", "port": port + 1},
+        "servers": {"demo": {"command": sys.executable, "args": ["-m", "mcpwall.demo.server"]}},
+        "storage": {"url": f"sqlite:///{state_dir / 'mcpwall.db'}"},
+        "guards": guards,
+    }
+    try:
+        return Config.model_validate(raw)
+    except Exception:
+        # A guard whose demo settings do not fit this build runs on its defaults instead.
+        raw["guards"] = list(guards)
+        return Config.model_validate(raw)

@@ -1,0 +1,301 @@
+"""One configured upstream: era detection, a pool of sessions, supervision and a circuit breaker.
+
+Sessions are keyed by (principal, front session, era) and never shared across principals. With
+``session_scope: principal`` one session serves all of a principal's front sessions (the
+default for stdio, where a session is a process); with ``session``, each legacy front session
+gets its own (the default for HTTP, where a session is cheap). A session is opened once and
+reused — never re-initialized per call.
+
+Era: the gateway probes ``server/discover`` at start. A modern client is served over a modern
+session when the upstream supports it; a legacy client over a legacy session when the upstream
+supports it (tried on demand); otherwise the other era, and the gateway bridges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from mcpwall.config.model import ServerConfig
+from mcpwall.errors import McpwallError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from mcpwall.gateway.events import EventBus
+from mcpwall.protocol import jsonrpc
+from mcpwall.protocol.versions import Era
+from mcpwall.transports.upstream_base import Handshake, RequestOptions, Sink, UpstreamSession
+from mcpwall.transports.upstream_http import HttpSession
+from mcpwall.transports.upstream_stdio import StdioSession
+
+log = logging.getLogger("mcpwall.upstream")
+
+DEFAULT_LEGACY_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}, "url": {}}}
+INTERNAL_PRINCIPAL = "anonymous"  # the probe session doubles as the anonymous principal's session
+
+SessionKey = tuple[str, str, Era]  # (principal id, front session id or "", era)
+CircuitState = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker:
+    """Open after ``failures`` consecutive transport failures; probe once after ``reset_after``."""
+
+    def __init__(self, name: str, failures: int, reset_after: float, events: EventBus) -> None:
+        self.name, self.threshold, self.reset_after, self.events = name, failures, reset_after, events
+        self.state: CircuitState = "closed"
+        self.failures = 0
+        self.opened_at = 0.0
+        self._probe_in_flight = False
+
+    def before(self) -> None:
+        if self.state == "closed":
+            return
+        if self.state == "open" and time.monotonic() - self.opened_at >= self.reset_after:
+            self._set("half_open")
+        if self.state == "half_open" and not self._probe_in_flight:
+            self._probe_in_flight = True
+            return
+        retry = max(0.0, self.reset_after - (time.monotonic() - self.opened_at))
+        raise UpstreamUnavailable(f"upstream {self.name} is unavailable (circuit open)",
+                                  data={"upstream": self.name, "retryAfter": round(retry, 1)})
+
+    def success(self) -> None:
+        self.failures = 0
+        self._probe_in_flight = False
+        if self.state != "closed":
+            self._set("closed")
+
+    def failure(self) -> None:
+        self._probe_in_flight = False
+        self.failures += 1
+        if self.state == "half_open" or self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+            if self.state != "open":
+                self._set("open")
+
+    def _set(self, state: CircuitState) -> None:
+        self.state = state
+        log.warning("upstream %s: circuit %s", self.name, state)
+        self.events.emit(f"circuit.{state}", upstream=self.name)
+
+
+@dataclass(slots=True)
+class _Entry:
+    session: UpstreamSession
+    last_used: float
+
+
+UnsolicitedCallback = Callable[[str, SessionKey, dict[str, Any]], None]
+
+
+class Upstream:
+    def __init__(self, name: str, config: ServerConfig, *, limits: jsonrpc.Limits, events: EventBus,
+                 on_unsolicited: UnsolicitedCallback | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.limits = limits
+        self.events = events
+        self.on_unsolicited = on_unsolicited
+        self.circuit = CircuitBreaker(name, config.circuit.failures, config.circuit.reset_after, events)
+        self.modern: bool | None = None if config.era == "auto" else config.era == "modern"
+        self.legacy: bool | None = None if config.era == "auto" else config.era == "legacy"
+        self.handshake = Handshake()
+        self.ready = False
+        self._sessions: dict[SessionKey, _Entry] = {}
+        self._locks: dict[SessionKey, asyncio.Lock] = {}
+        self._http: httpx.AsyncClient | None = None
+        self._backoff = 0.0
+        self._not_before = 0.0
+        self.restarts = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Detect the era and learn capabilities. Failure leaves the upstream down, not the gateway."""
+        if self.config.transport != "stdio":
+            self._http = httpx.AsyncClient(
+                headers=self.config.headers, follow_redirects=False,
+                timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        try:
+            await self._probe()
+            self.ready = True
+        except McpwallError as exc:
+            log.error("upstream %s: not available at start: %s", self.name, exc.message)
+            self.events.emit("upstream.down", upstream=self.name, reason=exc.message)
+
+    async def _probe(self) -> None:
+        eras: list[Era] = ["modern", "legacy"] if self.modern is not False else ["legacy"]
+        if self.config.era == "legacy":
+            eras = ["legacy"]
+        for era in eras:
+            try:
+                session = await self._open((INTERNAL_PRINCIPAL, "", era), DEFAULT_LEGACY_CAPABILITIES)
+            except (UpstreamError, UpstreamTimeout, UpstreamUnavailable) as exc:
+                if era == "modern" and self.config.era == "auto":
+                    log.info("upstream %s: no modern era (%s); trying legacy", self.name, exc.message)
+                    self.modern = False
+                    continue
+                raise
+            if era == "modern":
+                self.modern = True
+            else:
+                self.legacy = True
+            self.handshake = session.handshake
+            log.info("upstream %s: %s era, protocol %s, server %s", self.name, era,
+                     session.handshake.protocol_version, session.handshake.server_info.get("name", "?"))
+            return
+
+    async def aclose(self) -> None:
+        entries = list(self._sessions.values())
+        self._sessions.clear()
+        await asyncio.gather(*(e.session.aclose() for e in entries), return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def era_for(self, front_era: Era) -> Era:
+        if self.config.era != "auto":
+            return self.config.era
+        if front_era == "modern":
+            return "modern" if self.modern else "legacy"
+        return "legacy" if self.legacy is not False else "modern"
+
+    def _key(self, principal_id: str, front_session: str | None, era: Era) -> SessionKey:
+        scoped = front_session if (self.config.session_scope == "session" and era == "legacy") else None
+        return (principal_id, scoped or "", era)
+
+    async def session_for(self, principal_id: str, front_session: str | None, front_era: Era,
+                          client_capabilities: dict[str, Any] | None = None) -> UpstreamSession:
+        era = self.era_for(front_era)
+        key = self._key(principal_id, front_session, era)
+        entry = self._sessions.get(key)
+        if entry is not None and _alive(entry.session):
+            entry.last_used = time.monotonic()
+            return entry.session
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            entry = self._sessions.get(key)
+            if entry is not None and _alive(entry.session):
+                return entry.session
+            if entry is not None:
+                self._sessions.pop(key, None)
+                await entry.session.aclose()
+                self.restarts += 1
+                self.events.emit("upstream.restart", upstream=self.name, reason="session ended")
+            caps = DEFAULT_LEGACY_CAPABILITIES
+            if key[1] and client_capabilities is not None:
+                caps = {k: v for k, v in client_capabilities.items() if k in ("sampling", "elicitation", "roots")}
+            try:
+                return await self._open(key, caps)
+            except UpstreamError as exc:
+                if era == "legacy" and self.config.era == "auto" and self.modern:
+                    log.info("upstream %s: refuses legacy sessions (%s); bridging", self.name, exc.message)
+                    self.legacy = False
+                    return await self.session_for(principal_id, front_session, front_era, client_capabilities)
+                raise
+
+    async def _open(self, key: SessionKey, legacy_caps: dict[str, Any]) -> UpstreamSession:
+        now = time.monotonic()
+        if now < self._not_before:
+            raise UpstreamUnavailable(f"upstream {self.name} is restarting",
+                                      data={"upstream": self.name, "retryAfter": round(self._not_before - now, 1)})
+        await self._make_room()
+        era = key[2]
+
+        def unsolicited(message: dict[str, Any]) -> None:
+            if self.on_unsolicited is not None:
+                self.on_unsolicited(self.name, key, message)
+
+        session: UpstreamSession
+        if self.config.transport == "stdio":
+            assert self.config.command is not None
+            session = StdioSession(self.name, era, self.config.command, self.config.args, env=self.config.env,
+                                   cwd=self.config.cwd, limits=self.limits, legacy_capabilities=legacy_caps,
+                                   on_unsolicited=unsolicited)
+        else:
+            assert self._http is not None and self.config.url is not None
+            session = HttpSession(self.name, era, self.config.url, self._http, limits=self.limits,
+                                  legacy_capabilities=legacy_caps, on_unsolicited=unsolicited)
+        try:
+            await session.open(self.config.connect_timeout)
+        except BaseException as exc:
+            await session.aclose()
+            if not isinstance(exc, UpstreamError):
+                self._backoff = min(self.config.restart.max_backoff,
+                                    max(self.config.restart.initial_backoff, self._backoff * 2))
+                self._not_before = time.monotonic() + self._backoff
+            raise
+        self._backoff = 0.0
+        self._sessions[key] = _Entry(session, time.monotonic())
+        if not self.handshake.capabilities and not self.handshake.server_info:
+            self.handshake = session.handshake
+        return session
+
+    async def _make_room(self) -> None:
+        if self.config.transport != "stdio":
+            return
+        live = [(k, e) for k, e in self._sessions.items() if _alive(e.session)]
+        if len(live) < self.config.max_processes:
+            return
+        idle = sorted((e.last_used, k) for k, e in live if not e.session.in_flight and k[0] != INTERNAL_PRINCIPAL)
+        if not idle:
+            raise UpstreamUnavailable(f"upstream {self.name} is at its process limit",
+                                      data={"upstream": self.name})
+        key = idle[0][1]
+        entry = self._sessions.pop(key)
+        await entry.session.aclose()
+
+    async def close_front_session(self, front_session: str) -> None:
+        """A legacy front session ended: close the upstream sessions opened for it alone."""
+        for key in [k for k in self._sessions if k[1] == front_session]:
+            entry = self._sessions.pop(key)
+            with contextlib.suppress(Exception):
+                await entry.session.aclose()
+
+    def front_sessions_of(self, key: SessionKey) -> str:
+        return key[1]
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def request(self, method: str, params: dict[str, Any] | None, *, principal_id: str,
+                      front_session: str | None, front_era: Era, client_capabilities: dict[str, Any],
+                      sink: Sink | None = None, headers: dict[str, str] | None = None,
+                      timeout: float | None = None) -> tuple[dict[str, Any], Era]:
+        """Send one request; returns the result and the era of the session that answered."""
+        self.circuit.before()
+        try:
+            session = await self.session_for(principal_id, front_session, front_era, client_capabilities)
+            options = RequestOptions(timeout=timeout or self.config.timeout, sink=sink, headers=headers or {},
+                                     client_capabilities=client_capabilities)
+            result = await session.request(method, params, options)
+        except UpstreamError:
+            self.circuit.success()  # a JSON-RPC error means the upstream is alive
+            raise
+        except (UpstreamUnavailable, UpstreamTimeout):
+            self.circuit.failure()
+            raise
+        except asyncio.CancelledError:
+            self.circuit._probe_in_flight = False
+            raise
+        self.circuit.success()
+        return result, session.era
+
+    async def notify(self, method: str, params: dict[str, Any] | None, *, principal_id: str,
+                     front_session: str | None, front_era: Era) -> None:
+        era = self.era_for(front_era)
+        entry = self._sessions.get(self._key(principal_id, front_session, era))
+        if entry is not None and _alive(entry.session):
+            with contextlib.suppress(McpwallError):
+                await entry.session.notify(method, params)
+
+
+def _alive(session: UpstreamSession) -> bool:
+    if session.closed:
+        return False
+    return not (isinstance(session, StdioSession) and session.exited.is_set())

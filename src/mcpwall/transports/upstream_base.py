@@ -1,0 +1,200 @@
+"""What every upstream session shares, whatever carries its bytes.
+
+An upstream session is one logical MCP connection from the gateway to one server: a legacy
+session (after ``initialize``) or a modern stateless channel. It sends requests under the
+gateway's own ids and progress tokens (so many clients can share one connection without
+collisions), and routes what the server sends back — progress, logs, server→client requests —
+to the :class:`Sink` of the request they belong to.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mcpwall import __version__
+from mcpwall.errors import METHOD_NOT_FOUND
+from mcpwall.protocol.versions import (
+    LATEST_LEGACY,
+    LATEST_MODERN,
+    META_CLIENT_CAPABILITIES,
+    META_PROTOCOL_VERSION,
+    Era,
+)
+
+log = logging.getLogger("mcpwall.upstream")
+
+GATEWAY_CLIENT_INFO = {"name": "mcpwall", "version": __version__}
+
+
+class Sink(Protocol):
+    """Where the messages a server sends about one request go."""
+
+    async def on_notification(self, message: dict[str, Any]) -> None: ...
+
+    async def on_request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Answer a server→client request; returns the JSON-RPC result or raises McpwallError."""
+        ...
+
+
+@dataclass(slots=True)
+class RequestOptions:
+    timeout: float
+    sink: Sink | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # extra HTTP headers for this request
+    client_capabilities: dict[str, Any] = field(default_factory=dict)  # for modern _meta
+
+
+UnsolicitedHandler = Callable[[dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class Handshake:
+    """What the server told us about itself."""
+
+    protocol_version: str = ""
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    server_info: dict[str, Any] = field(default_factory=dict)
+    instructions: str | None = None
+    supported_versions: list[str] = field(default_factory=list)
+
+
+class UpstreamSession(abc.ABC):
+    """One logical connection to an upstream. Subclasses move bytes; this class keeps ids."""
+
+    def __init__(self, name: str, era: Era, *, on_unsolicited: UnsolicitedHandler | None = None) -> None:
+        self.name = name
+        self.era = era
+        self.handshake = Handshake()
+        self.on_unsolicited = on_unsolicited
+        self.closed = False
+        self._ids = itertools.count(1)
+        self._tokens = itertools.count(1)
+        # gateway progress token -> (client token, sink)
+        self._progress: dict[str, tuple[Any, Sink]] = {}
+        self.in_flight: dict[int, Sink | None] = {}
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    # -- shaping outgoing requests -------------------------------------------------------
+
+    def prepare_params(self, params: dict[str, Any] | None, options: RequestOptions) -> tuple[dict[str, Any] | None, str | None]:
+        """Stamp the era's ``_meta`` and swap the client's progress token for a gateway one."""
+        if params is None and self.era == "legacy":
+            return None, None
+        params = dict(params or {})
+        meta = params.get("_meta")
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        for key in [k for k in meta if k.startswith("io.modelcontextprotocol/")]:
+            if self.era == "legacy" or key in (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES):
+                meta.pop(key)
+        if self.era == "modern":
+            meta[META_PROTOCOL_VERSION] = self.handshake.protocol_version or LATEST_MODERN
+            meta[META_CLIENT_CAPABILITIES] = options.client_capabilities
+        token = None
+        if "progressToken" in meta and options.sink is not None:
+            token = f"mcpwall-{next(self._tokens)}"
+            self._progress[token] = (meta["progressToken"], options.sink)
+            meta["progressToken"] = token
+        if meta:
+            params["_meta"] = meta
+        else:
+            params.pop("_meta", None)
+        return params, token
+
+    def release_token(self, token: str | None) -> None:
+        if token is not None:
+            self._progress.pop(token, None)
+
+    # -- routing incoming messages -------------------------------------------------------
+
+    async def route_notification(self, message: dict[str, Any], sink: Sink | None) -> None:
+        """Deliver a server notification: progress by token, the rest to the request's sink,
+        or to the session-wide handler when it belongs to no request."""
+        params = message.get("params")
+        if message.get("method") == "notifications/progress" and isinstance(params, dict):
+            entry = self._progress.get(str(params.get("progressToken")))
+            if entry is None:
+                return  # progress for a request that is gone: drop it
+            client_token, target = entry
+            await target.on_notification({**message, "params": {**params, "progressToken": client_token}})
+            return
+        if sink is None and message.get("method") in ("notifications/message",) and len(self.in_flight) == 1:
+            # stdio servers log without naming a request; with one request in flight it is that one's.
+            sink = next(iter(self.in_flight.values()))
+        if sink is not None:
+            await sink.on_notification(message)
+        elif self.on_unsolicited is not None:
+            self.on_unsolicited(message)
+
+    async def answer_server_request(self, message: dict[str, Any], sink: Sink | None) -> dict[str, Any]:
+        """Produce the JSON-RPC response to a server→client request."""
+        from mcpwall.errors import to_wire
+        from mcpwall.protocol.jsonrpc import error_response, response
+
+        rid = message.get("id")
+        if message.get("method") == "ping":
+            return response(rid, {})
+        if sink is None:
+            candidates = [s for s in self.in_flight.values() if s is not None]
+            sink = candidates[0] if candidates else None
+        if sink is None:
+            return error_response(rid, {"code": METHOD_NOT_FOUND,
+                                        "message": "no client is waiting on this server; request not relayed"})
+        try:
+            return response(rid, await sink.on_request(message))
+        except Exception as exc:  # relayed failures become a JSON-RPC error for the server
+            return error_response(rid, to_wire(exc))
+
+    # -- transport-specific --------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self, connect_timeout: float) -> None:
+        """Connect and, for legacy sessions, run the initialize handshake."""
+
+    @abc.abstractmethod
+    async def request(self, method: str, params: dict[str, Any] | None, options: RequestOptions) -> dict[str, Any]:
+        """Send one request; return its result or raise an McpwallError subclass."""
+
+    @abc.abstractmethod
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+
+def initialize_params(capabilities: dict[str, Any], version: str = LATEST_LEGACY) -> dict[str, Any]:
+    return {"protocolVersion": version, "capabilities": capabilities, "clientInfo": GATEWAY_CLIENT_INFO}
+
+
+def parse_initialize(result: dict[str, Any]) -> Handshake:
+    caps = result.get("capabilities")
+    info = result.get("serverInfo")
+    instructions = result.get("instructions")
+    return Handshake(
+        protocol_version=str(result.get("protocolVersion") or LATEST_LEGACY),
+        capabilities=caps if isinstance(caps, dict) else {},
+        server_info=info if isinstance(info, dict) else {},
+        instructions=instructions if isinstance(instructions, str) else None,
+    )
+
+
+def parse_discover(result: dict[str, Any]) -> Handshake:
+    caps = result.get("capabilities")
+    meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
+    info = meta.get("io.modelcontextprotocol/serverInfo") if meta else None
+    versions = result.get("supportedVersions")
+    instructions = result.get("instructions")
+    versions = [v for v in versions if isinstance(v, str)] if isinstance(versions, list) else []
+    return Handshake(
+        protocol_version=LATEST_MODERN if LATEST_MODERN in versions else (versions[0] if versions else LATEST_MODERN),
+        capabilities=caps if isinstance(caps, dict) else {},
+        server_info=info if isinstance(info, dict) else {},
+        instructions=instructions if isinstance(instructions, str) else None,
+        supported_versions=versions,
+    )

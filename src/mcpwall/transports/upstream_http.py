@@ -1,0 +1,239 @@
+"""An upstream MCP server reached over Streamable HTTP, in either era.
+
+Requests go out on a pooled keep-alive client that carries only the gateway's own upstream
+credentials (``servers.<name>.headers``) — never anything the MCP client sent. Responses may be
+one JSON object or an SSE stream that carries progress, logs and (legacy) server→client
+requests before the final response; those are routed to the originating call's sink, and
+answers to server requests are POSTed back on the same session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from typing import Any
+
+import httpx
+
+from mcpwall.errors import ProtocolError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from mcpwall.protocol import jsonrpc
+from mcpwall.protocol.versions import LATEST_MODERN, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, NAMED_METHODS, Era
+from mcpwall.transports.sse import SSEParser
+from mcpwall.transports.upstream_base import (
+    RequestOptions,
+    Sink,
+    UnsolicitedHandler,
+    UpstreamSession,
+    initialize_params,
+    parse_discover,
+    parse_initialize,
+)
+
+log = logging.getLogger("mcpwall.upstream.http")
+
+ACCEPT = "application/json, text/event-stream"
+
+
+def header_value(value: str) -> str:
+    """Mirror a value into a header, base64-wrapping what is not header-safe (SEP-2243)."""
+    if value.isascii() and value.isprintable() and value == value.strip() and not value.startswith("=?"):
+        return value
+    return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
+
+
+class HttpSession(UpstreamSession):
+    def __init__(self, name: str, era: Era, url: str, client: httpx.AsyncClient, *, limits: jsonrpc.Limits,
+                 legacy_capabilities: dict[str, Any], on_unsolicited: UnsolicitedHandler | None = None) -> None:
+        super().__init__(name, era, on_unsolicited=on_unsolicited)
+        self.url = url
+        self.client = client
+        self.limits = limits
+        self.legacy_capabilities = legacy_capabilities
+        self.session_id: str | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    async def open(self, connect_timeout: float) -> None:
+        if self.era == "legacy":
+            result = await self.request("initialize", initialize_params(self.legacy_capabilities),
+                                        RequestOptions(timeout=connect_timeout))
+            self.handshake = parse_initialize(result)
+            await self.notify("notifications/initialized")
+            self._listener = asyncio.create_task(self._listen())
+        else:
+            meta = {META_PROTOCOL_VERSION: LATEST_MODERN, META_CLIENT_CAPABILITIES: {}}
+            result = await self.request("server/discover", {"_meta": meta}, RequestOptions(timeout=connect_timeout))
+            self.handshake = parse_discover(result)
+
+    def _headers(self, method: str | None, params: dict[str, Any] | None, extra: dict[str, str]) -> dict[str, str]:
+        headers = {"accept": ACCEPT, "content-type": "application/json"}
+        if self.era == "modern":
+            headers["mcp-protocol-version"] = self.handshake.protocol_version or LATEST_MODERN
+            if method is not None:
+                headers["mcp-method"] = method
+                key = NAMED_METHODS.get(method)
+                if key and params and isinstance(params.get(key), str):
+                    headers["mcp-name"] = header_value(params[key])
+        else:
+            if self.session_id:
+                headers["mcp-session-id"] = self.session_id
+            if self.handshake.protocol_version:
+                headers["mcp-protocol-version"] = self.handshake.protocol_version
+        headers.update(extra)
+        return headers
+
+    async def request(self, method: str, params: dict[str, Any] | None, options: RequestOptions) -> dict[str, Any]:
+        if self.closed:
+            raise UpstreamUnavailable(f"upstream {self.name} session is closed")
+        params, token = self.prepare_params(params, options)
+        rid = self.next_id()
+        body = jsonrpc.encode(jsonrpc.request(rid, method, params))
+        headers = self._headers(method, params, options.headers)
+        self.in_flight[rid] = options.sink
+        try:
+            async with asyncio.timeout(options.timeout):
+                return await self._exchange(rid, method, body, headers, options.sink)
+        except TimeoutError:
+            await self._cancel_upstream(rid, "timeout")
+            raise UpstreamTimeout(f"upstream {self.name} did not answer within {options.timeout:g}s") from None
+        except asyncio.CancelledError:
+            await self._cancel_upstream(rid, "cancelled by the client")
+            raise
+        finally:
+            self.in_flight.pop(rid, None)
+            self.release_token(token)
+
+    async def _exchange(self, rid: int, method: str, body: bytes, headers: dict[str, str],
+                        sink: Sink | None) -> dict[str, Any]:
+        try:
+            async with self.client.stream("POST", self.url, content=body, headers=headers) as response:
+                if method == "initialize":
+                    self.session_id = response.headers.get("mcp-session-id")
+                ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if response.status_code == 404 and self.era == "legacy" and self.session_id:
+                    self.closed = True
+                    raise UpstreamUnavailable(f"upstream {self.name} ended the session")
+                if ctype == "text/event-stream" and response.status_code < 300:
+                    return await self._read_stream(rid, response, sink)
+                data = await self._read_body(response)
+                if response.status_code >= 500:
+                    raise UpstreamUnavailable(f"upstream {self.name} answered HTTP {response.status_code}")
+                message = self._final(rid, data, response.status_code)
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"upstream {self.name} is unreachable ({type(exc).__name__})") from None
+        return message
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.limits.max_bytes:
+                raise UpstreamUnavailable(f"upstream {self.name} sent a response over the size limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _final(self, rid: int, data: bytes, status: int) -> dict[str, Any]:
+        try:
+            message = jsonrpc.decode(data, self.limits) if data else None
+        except ProtocolError:
+            message = None
+        if isinstance(message, dict) and "error" in message and isinstance(message["error"], dict):
+            raise UpstreamError(message["error"])
+        if status >= 400 or not isinstance(message, dict) or not isinstance(message.get("result"), dict):
+            raise UpstreamUnavailable(f"upstream {self.name} answered HTTP {status} without a JSON-RPC result")
+        result: dict[str, Any] = message["result"]
+        return result
+
+    async def _read_stream(self, rid: int, response: httpx.Response, sink: Sink | None) -> dict[str, Any]:
+        parser = SSEParser(max_event_bytes=self.limits.max_bytes)
+        async for chunk in response.aiter_bytes():
+            for event in parser.feed(chunk):
+                if event.event != "message" or not event.data.strip():
+                    continue
+                try:
+                    message = jsonrpc.decode(event.data, self.limits)
+                    kind = jsonrpc.classify(message)
+                except ProtocolError as exc:
+                    log.warning("upstream %s: ignored a bad SSE message: %s", self.name, exc.message)
+                    continue
+                if kind in ("response", "error") and message.get("id") == rid:
+                    if kind == "error":
+                        raise UpstreamError(message["error"])
+                    result: dict[str, Any] = message["result"]
+                    return result
+                if kind == "notification":
+                    await self.route_notification(message, sink)
+                elif kind == "request":
+                    asyncio.create_task(self._answer(message, sink))
+        raise UpstreamUnavailable(f"upstream {self.name} closed the stream before answering")
+
+    async def _answer(self, message: dict[str, Any], sink: Sink | None) -> None:
+        reply = await self.answer_server_request(message, sink)
+        with contextlib.suppress(Exception):
+            await self._post(reply)
+
+    async def _post(self, message: dict[str, Any]) -> None:
+        headers = self._headers(message.get("method"), message.get("params"), {})
+        try:
+            response = await self.client.post(self.url, content=jsonrpc.encode(message), headers=headers)
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"upstream {self.name} is unreachable ({type(exc).__name__})") from None
+        if response.status_code >= 400:
+            log.warning("upstream %s refused a message with HTTP %s", self.name, response.status_code)
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self._post(jsonrpc.notification(method, params))
+
+    async def _cancel_upstream(self, rid: int, reason: str) -> None:
+        # Modern HTTP: closing the stream is the cancellation. Legacy: say it explicitly.
+        if self.era == "legacy":
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.notify("notifications/cancelled", {"requestId": rid, "reason": reason}))
+
+    async def _listen(self) -> None:
+        """Legacy standalone GET stream: unsolicited notifications and server requests."""
+        headers = {"accept": "text/event-stream"}
+        if self.session_id:
+            headers["mcp-session-id"] = self.session_id
+        if self.handshake.protocol_version:
+            headers["mcp-protocol-version"] = self.handshake.protocol_version
+        try:
+            async with self.client.stream("GET", self.url, headers=headers,
+                                          timeout=httpx.Timeout(None, connect=10.0)) as response:
+                if response.status_code != 200:
+                    return
+                parser = SSEParser(max_event_bytes=self.limits.max_bytes)
+                async for chunk in response.aiter_bytes():
+                    for event in parser.feed(chunk):
+                        await self._on_stream_event(event.data)
+        except (httpx.HTTPError, ProtocolError) as exc:
+            log.debug("upstream %s: GET stream ended: %s", self.name, exc)
+
+    async def _on_stream_event(self, data: str) -> None:
+        if not data.strip():
+            return
+        try:
+            message = jsonrpc.decode(data, self.limits)
+            kind = jsonrpc.classify(message)
+        except ProtocolError:
+            return
+        if kind == "notification":
+            await self.route_notification(message, None)
+        elif kind == "request":
+            asyncio.create_task(self._answer(message, None))
+
+    async def aclose(self) -> None:
+        if self.closed and self._listener is None:
+            return
+        self.closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self._listener
+            self._listener = None
+        if self.era == "legacy" and self.session_id:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await self.client.delete(self.url, headers={"mcp-session-id": self.session_id})

@@ -1,0 +1,1 @@
+"""Shared test helpers: Node test peers, managed subprocesses, the gateway, the conformance suite."""
