@@ -5,7 +5,10 @@ Each virtual client owns one keep-alive connection. A legacy client first runs
 ``MCP-Protocol-Version`` on every call; a modern client sends self-contained requests with
 ``_meta`` and the mirrored ``MCP-Protocol-Version``/``Mcp-Method``/``Mcp-Name`` headers.
 All clients finish their set-up before the clock starts; then a warm-up, then the measured
-window. A request counts when it starts and ends inside the window.
+window. Throughput counts good answers that arrive inside the window; latency is sampled
+from requests that start inside it, however late they end (a request still unanswered when
+the drain time runs out counts as a timeout and enters the latency samples with the time it
+had waited, so a slow target's percentiles are not flattered).
 
 It runs as its own process (``python -m bench.loadgen --worker``) and takes JSON commands on
 stdin, one per line, answering each with one JSON line on stdout, so the harness can keep
@@ -48,7 +51,7 @@ class RunSpec:
 
 @dataclass
 class RunResult:
-    ok: int = 0
+    ok: int = 0  # good answers that arrived inside the window
     errors: dict[str, int] = field(default_factory=dict)
     error_sample: str = ""
     setup_errors: int = 0
@@ -62,10 +65,11 @@ class RunResult:
 class _Window:
     """The measured window; ``inf`` until the warm-up ends and until the run ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, clients: int) -> None:
         self.start = float("inf")
         self.end = float("inf")
         self.stop = False
+        self.in_flight: list[float | None] = [None] * clients  # start time of each client's request
 
 
 def _note_error(result: RunResult, kind: str, sample: str) -> None:
@@ -125,25 +129,29 @@ async def _client(spec: RunSpec, index: int, window: _Window, result: RunResult,
             rid += 1
             body = prefix + str(rid).encode() + suffix
             t0 = perf()
+            window.in_flight[index] = t0
             try:
                 status, rheaders, rbody = await conn.send(prepared, body)
             except (ConnectionError, OSError) as exc:
+                window.in_flight[index] = None
                 if t0 >= window.start:
                     _note_error(result, "connection", repr(exc))
                 continue
             t1 = perf()
+            window.in_flight[index] = None
             if spec.era == "static":
                 error = None if status == 200 else f"http_{status}"
             else:
                 # The first answer of each client is checked in full (tool count, text size).
                 error = mcpwire.check(op, rid, status, rheaders.get(b"content-type", b""), rbody, strict=first)
             first = False
-            if t0 >= window.start and t1 <= window.end:
-                if error is None:
+            if error is None:
+                if window.start <= t1 <= window.end:
                     result.ok += 1
+                if window.start <= t0 <= window.end:
                     result.latencies_ms.append((t1 - t0) * 1000.0)
-                else:
-                    _note_error(result, error, rbody[:300].decode("utf-8", "replace"))
+            elif window.start <= t0 <= window.end:
+                _note_error(result, error, rbody[:300].decode("utf-8", "replace"))
         if spec.era == "legacy":
             with contextlib.suppress(ConnectionError, OSError):
                 await conn.send(conn.prepare({"Mcp-Session-Id": headers["Mcp-Session-Id"]}), b"", method="DELETE")
@@ -171,7 +179,7 @@ def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
 
 async def run(spec: RunSpec) -> RunResult:
     result = RunResult()
-    window = _Window()
+    window = _Window(spec.concurrency)
     ready = asyncio.Event()
     barrier = [spec.concurrency]
     tasks = [asyncio.create_task(_client(spec, i, window, result, ready, barrier))
@@ -204,8 +212,12 @@ async def run(spec: RunSpec) -> RunResult:
     window.stop = True
     result.elapsed = window.end - window.start
     _, pending = await asyncio.wait(tasks, timeout=spec.drain_timeout)
+    now = time.perf_counter()
+    for t0 in window.in_flight:
+        if t0 is not None and window.start <= t0 <= window.end:
+            result.timeouts += 1
+            result.latencies_ms.append((now - t0) * 1000.0)
     for task in pending:
-        result.timeouts += 1
         task.cancel()
     if pending:
         await asyncio.wait(pending, timeout=5.0)

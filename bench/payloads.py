@@ -88,8 +88,11 @@ def core_tools() -> list[dict[str, Any]]:
     return tools
 
 
-def all_tools() -> list[dict[str, Any]]:
-    """The full catalogue: the core tools plus fillers up to :data:`LIST_TOOLS` entries."""
+CALL_TOOLS = 24  # catalogue size for the tools/call scenarios: a typical server's handful of tools
+
+
+def all_tools(count: int = LIST_TOOLS) -> list[dict[str, Any]]:
+    """A catalogue of ``count`` tools (at least the core ones): core tools, then fillers."""
     tools = core_tools()
-    tools.extend(_filler_tool(i) for i in range(len(tools), LIST_TOOLS))
+    tools.extend(_filler_tool(i) for i in range(len(tools), count))
     return tools

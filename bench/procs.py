@@ -77,11 +77,14 @@ class Supervisor:
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
-              stdout_pipe: bool = False) -> Managed:
+              stdout_pipe: bool = False, pipes: bool = False) -> Managed:
+        """Start ``argv``; stderr (and stdout unless piped) go to ``<log_dir>/<name>.log``.
+        ``stdout_pipe`` pipes stdout; ``pipes`` pipes stdin and stdout (command workers)."""
         log_path = self.log_dir / f"{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
         popen = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if stdout_pipe else log, stderr=log,
+            argv, stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if (stdout_pipe or pipes) else log, stderr=log,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
         log.close()
         managed = Managed(name, popen, log_path)

@@ -13,7 +13,9 @@ bytes (only the JSON-RPC id is spliced in), and does the minimum the protocol as
 ``/mcp`` answers with ``application/json``, ``/mcp-sse`` with a one-event ``text/event-stream``
 (chunked), ``/static`` with a canned response without parsing the body (for the load
 generator's own ceiling), ``/healthz`` with 200. Tools: ``small``/``medium``/``large`` (200 B,
-64 KiB, 1 MiB of text), ``echo``, and fillers up to 500 tools for ``tools/list``.
+64 KiB, 1 MiB of text), ``echo``, and fillers up to the catalogue size, which is 500 unless
+the URL says ``?tools=N`` (the tools/call scenarios use a typical 24, so that a proxy that
+re-reads the catalogue per call is not punished for the size of the list scenario's).
 
 Run: ``python -m bench.upstream --port 0`` (prints ``{"port": N}`` once listening) or
 ``python -m bench.upstream --stdio``. Not a general MCP server: no resources, prompts,
@@ -36,6 +38,7 @@ from bench.payloads import (
     LEGACY_VERSIONS,
     MODERN_VERSION,
     SERVER_INFO,
+    LIST_TOOLS,
     SIZES,
     all_tools,
     call_result,
@@ -50,15 +53,15 @@ MAX_BODY = 8 * 1024 * 1024
 CAPABILITIES = {"tools": {"listChanged": False}}
 
 
-def _encode_results(era: str) -> dict[str, bytes]:
-    """Pre-encoded ``result`` values by key, for one era."""
+def _encode_results(era: str, tools: int) -> dict[str, bytes]:
+    """Pre-encoded ``result`` values by key, for one era and catalogue size."""
     modern = era == "modern"
     extra: dict[str, Any] = {"resultType": "complete", "_meta": {META_SERVER_INFO: SERVER_INFO}} if modern else {}
     out: dict[str, bytes] = {}
     for tool in SIZES:
         out[f"call:{tool}"] = orjson.dumps({**call_result(tool), **extra})
     list_extra = {"ttlMs": 0, "cacheScope": "public"} if modern else {}
-    out["tools/list"] = orjson.dumps({"tools": all_tools(), **extra, **list_extra})
+    out["tools/list"] = orjson.dumps({"tools": all_tools(tools), **extra, **list_extra})
     for method, key in (("prompts/list", "prompts"), ("resources/list", "resources"),
                         ("resources/templates/list", "resourceTemplates")):
         out[method] = orjson.dumps({key: [], **extra, **list_extra})
@@ -72,7 +75,25 @@ def _encode_results(era: str) -> dict[str, bytes]:
     return out
 
 
-RESULTS = {"modern": _encode_results("modern"), "legacy": _encode_results("legacy")}
+_RESULTS: dict[tuple[str, int], dict[str, bytes]] = {}
+MAX_TOOLS = 5000
+
+
+def results(era: str, tools: int) -> dict[str, bytes]:
+    key = (era, tools)
+    if key not in _RESULTS:
+        _RESULTS[key] = _encode_results(era, tools)
+    return _RESULTS[key]
+
+
+def catalogue_size(url: bytes) -> int:
+    """``?tools=N`` in the request URL, else 500; clamped to [core tools, MAX_TOOLS]."""
+    _, _, query = url.partition(b"?")
+    for part in query.split(b"&"):
+        name, _, value = part.partition(b"=")
+        if name == b"tools" and value.isdigit():
+            return max(1, min(MAX_TOOLS, int(value)))
+    return LIST_TOOLS
 STATIC_BODY = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}'
 
 
@@ -101,18 +122,18 @@ def _error(rid: Any, code: int, message: str, data: Any = None) -> bytes:
 class Mcp:
     """Protocol logic shared by the HTTP and stdio fronts. Answers synchronously."""
 
-    def __init__(self) -> None:
+    def __init__(self, tools: int = LIST_TOOLS) -> None:
         self.sessions: set[str] = set()
-        self.stdio_legacy = False  # stdio: a process-scoped legacy handshake happened
+        self.tools = tools  # catalogue size of the request being answered
 
     def dispatch(self, era: str, rid: Any, method: str, params: dict[str, Any]) -> tuple[int, bytes]:
         """(HTTP status for modern errors, message) for one request of a known era."""
-        results = RESULTS[era]
+        table = results(era, self.tools)
         if method == "tools/call":
             name = params.get("name")
             key = f"call:{name}"
-            if key in results:
-                return 200, _result(rid, results[key])
+            if key in table:
+                return 200, _result(rid, table[key])
             if name == "echo":
                 args = params.get("arguments") or {}
                 body: dict[str, Any] = {"content": [{"type": "text", "text": str(args.get("message", ""))}],
@@ -121,7 +142,7 @@ class Mcp:
                     body["resultType"] = "complete"
                 return 200, _result(rid, orjson.dumps(body))
             return 200, _error(rid, -32602, f"Unknown tool: {name}")
-        cached = results.get(method)
+        cached = table.get(method)
         if cached is not None and (method != "server/discover" or era == "modern"):
             return 200, _result(rid, cached)
         if method == "logging/setLevel" and era == "legacy":
@@ -215,7 +236,6 @@ class Mcp:
                               {"supported": [MODERN_VERSION], "requested": version})
             return self.dispatch("modern", rid, method, params)[1]
         if method == "initialize":
-            self.stdio_legacy = True
             return self.initialize(rid, params)
         if method == "server/discover":  # the stdio era probe
             return self.dispatch("modern", rid, method, params)[1]
@@ -275,6 +295,7 @@ class HttpConnection(asyncio.Protocol):
         elif path == b"/healthz":
             self._send(200, b"ok", ((b"content-type", b"text/plain"),), close=not keep)
         elif path in (b"/mcp", b"/mcp-sse"):
+            self.mcp.tools = catalogue_size(self.url)
             reply = self.mcp.http(method, self.headers, b"".join(self.chunks))
             self._reply(reply, sse=path == b"/mcp-sse", close=not keep)
         else:
@@ -324,9 +345,9 @@ async def serve_http(host: str, port: int) -> None:
         await server.serve_forever()
 
 
-def serve_stdio() -> None:
+def serve_stdio(tools: int) -> None:
     """Newline-delimited JSON-RPC on stdin/stdout, answered in order, synchronously."""
-    mcp = Mcp()
+    mcp = Mcp(tools)
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         if not line.strip():
@@ -342,9 +363,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--stdio", action="store_true", help="serve newline-delimited JSON-RPC on stdin/stdout")
+    parser.add_argument("--tools", type=int, default=LIST_TOOLS, help="stdio: catalogue size")
     args = parser.parse_args(argv)
     if args.stdio:
-        serve_stdio()
+        serve_stdio(max(1, min(MAX_TOOLS, args.tools)))
         return
     try:
         aio.run(serve_http(args.host, args.port))

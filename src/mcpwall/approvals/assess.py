@@ -1,7 +1,7 @@
 """Does this call need a person? Rules, risk score, and the facts an approver sees.
 
 Pure functions over a :class:`~mcpwall.gateway.call.Call`: no I/O, no state. The risk score
-(0–100) adds up what is known about the call — the tool's labels, the taint the session
+(0-100) adds up what is known about the call — the tool's labels, the taint the session
 carries, findings earlier guards recorded on this call, and a few argument checks (destructive
 shell or SQL, paths that escape or touch credentials, known exfiltration endpoints). It is
 always computed and shown to approvers; it decides only when ``risk_threshold`` is set.

@@ -11,6 +11,8 @@ from mcpwall.gateway.classify import check_label_list
 from mcpwall.pipeline.guard import GuardSettings
 
 UserConfirmation = Literal["off", "either", "both"]
+WebhookEvent = Literal["approval.requested", "approval.decided"]
+_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("approval.requested", "approval.decided")
 
 
 def _as_list(value: Any) -> Any:
@@ -56,8 +58,7 @@ class WebhookSettings(Strict):
     secret: str = Field(min_length=16, description="HMAC-SHA256 key; the receiver verifies X-Mcpwall-Signature.")
     timeout: Seconds = 5.0
     retries: int = Field(3, ge=0, le=10)
-    events: list[Literal["approval.requested", "approval.decided"]] = Field(
-        default_factory=lambda: ["approval.requested", "approval.decided"])
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(_WEBHOOK_EVENTS))
     include_arguments: bool = Field(True, description="Send the (redacted) arguments in the payload.")
 
     @field_validator("url")

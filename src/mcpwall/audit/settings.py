@@ -126,6 +126,7 @@ def _default_url(storage_url: str, config_dir: Path) -> str:
     db = sqlite_path(storage_url, config_dir)
     if db is None:
         return storage_url
+    db = db.resolve()
     return f"sqlite:///{db.with_name(db.stem + '-audit' + (db.suffix or '.db'))}"
 
 

@@ -11,7 +11,7 @@ over the canonical string (lines joined with ``\\n``)::
 
     mcpwall-hmac-v1
     POST                                       (HTTP method, upper case)
-    /mcp?x=1                                   (path and query exactly as sent)
+    /mcp                                       (the URL path, without the query string)
     1777900000                                 (the timestamp header)
     3f9c0a…                                    (the nonce header)
     <hex SHA-256 of the raw request body>      (of b"" for GET/DELETE)

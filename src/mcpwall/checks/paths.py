@@ -41,7 +41,7 @@ class PathRejected(Exception):
 
 def decodings(value: str) -> list[str]:
     """``value`` and every form an upstream might turn it into: repeated percent-decoding and
-    NFKC compatibility folding (full-width ``．．／`` becomes ``../``)."""
+    NFKC compatibility folding (full-width dots and slashes become ``../``)."""
     stages = [value]
     current = value
     for _ in range(MAX_DECODE_ROUNDS):

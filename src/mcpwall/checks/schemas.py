@@ -13,6 +13,7 @@ be a secret).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +118,7 @@ def describe(error: jsonschema_rs.ValidationError, prefix: str = "") -> dict[str
     facts = kind.as_dict()
     out: dict[str, Any] = {"path": pointer(error.instance_path, prefix), "keyword": keyword}
     limit = facts.get("limit")
-    messages = {
+    messages: dict[str, Callable[[], str]] = {
         "type": lambda: "expected " + " or ".join(facts.get("types", [])),
         "required": lambda: f"missing required property {facts.get('property')!r}",
         "additionalProperties": lambda: "unexpected properties: " + ", ".join(facts.get("unexpected", [])),

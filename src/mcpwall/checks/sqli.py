@@ -42,7 +42,8 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("catalog_probe", re.compile(
         r"\b(?:information_schema\.\w+|pg_catalog\.\w+|sqlite_master|sqlite_schema|sysobjects|syscolumns|"
         r"mysql\.user|all_tables|user_tables)\b|@@(?:version|datadir|hostname)\b")),
-    ("char_encoding", re.compile(r"\b(?:char|chr|nchar)\s*\(\s*\d+\s*(?:,\s*\d+\s*){2,}\)|\bconcat\s*\(\s*0x[0-9a-f]+")),
+    ("char_encoding", re.compile(
+        r"\b(?:char|chr|nchar)\s*\(\s*\d+\s*(?:,\s*\d+\s*){2,}\)|\bconcat\s*\(\s*0x[0-9a-f]+")),
 )
 
 _COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)

@@ -27,9 +27,9 @@ import anyio
 
 from mcpwall.checks.addresses import (
     CATEGORIES,
+    InvalidHost,
     IPAddress,
     IPNetwork,
-    InvalidHost,
     classify,
     classify_name,
     normalize_host,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import warnings
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -66,6 +68,43 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class TlsConfig(Strict):
+    """TLS termination on the MCP port (see docs/auth.md). Paths resolve against the config's folder."""
+
+    cert: str = Field(description="PEM certificate chain of the gateway.")
+    key: str = Field(description="PEM private key of the gateway.")
+    key_password: str | None = None
+    client_ca: str | None = Field(None, description="PEM CA bundle that client certificates must chain to (mTLS).")
+    client_cert: Literal["none", "optional", "required"] | None = Field(
+        None, description="Ask for client certificates; default: required when client_ca is set, else none.")
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    ciphers: str | None = Field(None, description="OpenSSL cipher list for TLS 1.2; default: ECDHE with AEAD only.")
+
+    @model_validator(mode="after")
+    def _client_ca(self) -> TlsConfig:
+        if self.client_cert is None:
+            self.client_cert = "required" if self.client_ca else "none"
+        if self.client_cert != "none" and not self.client_ca:
+            raise ValueError("client_cert needs client_ca")
+        return self
+
+
+class CorsConfig(Strict):
+    allow_origins: list[str] = Field(
+        default_factory=list, description="Browser origins (scheme://host[:port]) allowed to call the MCP "
+                                          "endpoint cross-origin. '*' is never accepted.")
+    allow_credentials: bool = False
+    max_age: Seconds = 600.0
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or not re.fullmatch(r"https?://[^/\s*]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com ('*' is not allowed)")
+        return value
+
+
 class ListenConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
@@ -82,6 +121,13 @@ class ListenConfig(Strict):
     legacy_session_idle_timeout: Seconds = 1800.0
     max_sessions: int = Field(10_000, gt=0)
     sse_keepalive: Seconds = 15.0
+    tls: TlsConfig | None = None
+    https_only: Literal["off", "refuse", "redirect"] = Field(
+        "off", description="Plain-HTTP requests (scheme seen after trusted proxy headers): refuse with 403 "
+                           "or redirect to https.")
+    cors: CorsConfig = Field(default_factory=CorsConfig)
+    security_headers: bool = Field(True, description="Add HSTS (on https), CSP, nosniff, frame and referrer headers.")
+    hsts_max_age: Seconds = 63072000.0
 
     @field_validator("path")
     @classmethod
@@ -182,9 +228,28 @@ class _GuardsBase(BaseModel):
 
 
 def _guards_model() -> type[_GuardsBase]:
-    """A model with one optional field per registered guard, built from the registry."""
-    fields: dict[str, Any] = {name: (guard_class(name).Settings | None, None) for name in GUARDS}
-    return create_model("GuardsConfig", __base__=_GuardsBase, **fields)
+    """A model with one optional field per registered guard, built from the registry.
+
+    A guard whose module cannot be imported (say, an optional dependency is missing) is not
+    fatal until a config asks for it; then validation fails and names the guard."""
+    fields: dict[str, Any] = {}
+    for name in GUARDS:
+        try:
+            fields[name] = (guard_class(name).Settings | None, None)
+        except Exception as exc:  # import errors of any kind: report them where the guard is used
+            fields[name] = (Annotated[Any, AfterValidator(_unavailable(name, exc))] | None, None)
+    with warnings.catch_warnings():
+        # A guard named "schema" shadows BaseModel.schema(), a deprecated classmethod nobody calls here.
+        warnings.filterwarnings("ignore", message='Field name "schema"', category=UserWarning)
+        return create_model("GuardsConfig", __base__=_GuardsBase, **fields)
+
+
+def _unavailable(name: str, exc: Exception) -> Any:
+    reason = f"{type(exc).__name__}: {exc}"
+
+    def refuse(value: Any) -> Any:
+        raise ValueError(f"guard {name!r} cannot be loaded in this installation ({reason})")
+    return refuse
 
 
 GuardsConfig = _guards_model()

@@ -34,8 +34,6 @@ CONTROL = "control-characters"
 SURROGATE = "lone-surrogate"
 MIXED_SCRIPT = "mixed-script"
 
-_ASCII_SPECIAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
 _ZERO_WIDTH_CHARS = ("\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200d\u2060-\u2064\u206a-\u206f"
                      "\u3164\ufeff\uffa0\ufff9-\ufffb")
 _BIDI_CHARS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
@@ -58,6 +56,27 @@ _FOLD.update({ord(k): v for k, v in zip(
 _FOLDABLE = re.compile("[" + "".join(chr(cp) for cp in sorted(_FOLD) if cp < 0xFF01) + "\uff01-\uff5e]")
 # A Latin letter directly next to a Cyrillic or Greek one inside a word: a spoofing tell.
 _MIXED = re.compile("[A-Za-z][\u0370-\u03ff\u0400-\u04ff]|[\u0370-\u03ff\u0400-\u04ff][A-Za-z]")
+
+# Every character that makes normalisation do something, as code point ranges. One class is far
+# cheaper to search for than the tokenising pattern above; the Hyperscan engine folds the same
+# class into its own scan, so clean text costs nothing extra there.
+_NEEDS_RANGES: list[tuple[int, int]] = sorted(
+    [(0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C),
+     (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180E, 0x180E), (0x200B, 0x200F), (0x202A, 0x202E),
+     (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFF01, 0xFF5E),
+     (0xFFA0, 0xFFA0), (0xFFF9, 0xFFFB), (0xE0000, 0xE007F), (0xE0100, 0xE01EF)]
+    + [(cp, cp) for cp in _FOLD if cp < 0xFF01])
+_NEEDS = re.compile("[" + "".join(re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}"
+                                  for lo, hi in _NEEDS_RANGES) + "\ud800-\udfff]")
+
+
+def special_ranges() -> list[tuple[int, int]]:
+    """Code points whose presence means a string must be normalised (surrogates aside)."""
+    return list(_NEEDS_RANGES)
+
+
+def needs_normalizing(text: str) -> bool:
+    return _NEEDS.search(text) is not None
 
 
 @dataclass(slots=True)
@@ -89,13 +108,11 @@ class Normalized:
         return self._orig_starts[seg] + (index - self._norm_starts[seg])
 
 
-def normalize(text: str) -> Normalized:
-    if text.isascii():
-        if _ASCII_SPECIAL.search(text) is None and "\x1b" not in text:
-            return Normalized(text, len(text))
-    elif _SPECIAL.search(text) is None:
-        if _FOLDABLE.search(text) is None:
-            return Normalized(text, len(text))
+def normalize(text: str, *, checked: bool = False) -> Normalized:
+    """Normalise ``text``. ``checked`` says the caller already knows it needs normalising."""
+    if not checked and not needs_normalizing(text):
+        return Normalized(text, len(text))
+    if _SPECIAL.search(text) is None:
         return _fold(Normalized(text, len(text)))
     return _fold(_strip(text))
 
@@ -116,25 +133,16 @@ def _strip(text: str) -> Normalized:
         last = end
         run = match.group()
         if kind == "tag":
-            decoded = "".join(chr(ord(ch) - 0xE0000) for ch in run if 0x20 <= ord(ch) - 0xE0000 <= 0x7E)
             _note(hidden, TAG, len(run), start)
-            revealed.append(decoded)
-            if len(decoded) == len(run):  # every character decoded: offsets stay one for one
-                pieces.append(decoded)
-                norm_len += len(decoded)
-                continue
-            # Some tag characters (language tag, cancel tag) decode to nothing: keep offsets exact
-            # by emitting the decoded characters one by one with their own breakpoints.
             for offset, ch in enumerate(run):
                 code = ord(ch) - 0xE0000
-                if 0x20 <= code <= 0x7E:
-                    if norm_starts[-1] != norm_len or orig_starts[-1] + (norm_len - norm_starts[-1]) != start + offset:
-                        norm_starts.append(norm_len)
-                        orig_starts.append(start + offset)
+                if 0x20 <= code <= 0x7E:  # printable ASCII, one for one
                     pieces.append(chr(code))
+                    revealed.append(chr(code))
                     norm_len += 1
-            norm_starts.append(norm_len)
-            orig_starts.append(end)
+                else:  # language and cancel tags carry no text: drop them
+                    norm_starts.append(norm_len)
+                    orig_starts.append(start + offset + 1)
             continue
         if kind == "sur":
             _note(hidden, SURROGATE, len(run), start)

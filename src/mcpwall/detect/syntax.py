@@ -136,6 +136,11 @@ def _render_class(items: list[tuple[Any, Any]]) -> str:
             ranges.extend(_category(arg))
         else:
             raise PatternError(f"unsupported class member {op}")
+    return pcre_class(ranges, negate=negate)
+
+
+def pcre_class(ranges: list[tuple[int, int]], *, negate: bool = False) -> str:
+    """A PCRE character class for code point ranges (surrogates left out)."""
     merged = _without_surrogates(_merge(ranges))
     if not merged:
         raise PatternError("empty character class")

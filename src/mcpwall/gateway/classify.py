@@ -28,6 +28,7 @@ results are memoised per (name, server, annotations, property names).
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -181,7 +182,7 @@ def _infer(name: str, server: str, hints: tuple[tuple[str, bool], ...],
             found.add(UNTRUSTED)
         if ctxset & _PRIVATE_WORDS:
             found.add(PRIVATE)
-        pairs = set(zip(context, context[1:], strict=False))
+        pairs = set(itertools.pairwise(context))
         if ctxset & _SECRET_WORDS or pairs & _SECRET_PAIRS:
             found |= {SECRET, PRIVATE}
 

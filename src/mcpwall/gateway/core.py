@@ -531,7 +531,7 @@ class Gateway:
                       "notifications/resources/list_changed"):
             kind = method.split("/")[1]
             self.catalog.forget(server, kind)
-            self.events.emit("upstream.list_changed", upstream=server, kind=kind)
+            self.events.emit("upstream.list_changed", upstream=server, list=kind)
             clean = jsonrpc.notification(method)
             for session in self.sessions.all():
                 session.push(clean)

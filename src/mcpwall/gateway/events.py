@@ -27,8 +27,8 @@ class EventBus:
         self._subscribers.append(subscriber)
         return lambda: self._subscribers.remove(subscriber)
 
-    def emit(self, kind: str, **fields: Any) -> None:
-        event: Event = {"kind": kind, "time": time.time(), **fields}
+    def emit(self, kind: str, /, **fields: Any) -> None:
+        event: Event = {"time": time.time(), **fields, "kind": kind}
         for subscriber in tuple(self._subscribers):
             try:
                 subscriber(event)

@@ -24,7 +24,7 @@ from mcpwall.pins.canonical import Pin, canonical_json, definition_hash
 from mcpwall.pins.lockfile import YamlDumper
 
 ChangeKind = Literal["added", "changed", "removed", "renamed", "split", "merged"]
-# Above this many added×removed pairs only exact matches are looked for, keeping the fuzzy
+# Above this many added-by-removed pairs only exact matches are looked for, keeping the fuzzy
 # comparison (quadratic in text length) bounded on large catalogs.
 MAX_FUZZY_PAIRS = 2_500
 MAX_COMPARE_CHARS = 8_000

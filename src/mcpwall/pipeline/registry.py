@@ -15,6 +15,13 @@ from mcpwall.pipeline.guard import Guard
 GUARDS: dict[str, str] = {
     "limits": "mcpwall.guards.limits:LimitsGuard",
     "auth": "mcpwall.guards.auth:AuthGuard",
+    "pins": "mcpwall.guards.pins:PinsGuard",
+    "schema": "mcpwall.guards.schema:SchemaGuard",
+    "argcheck": "mcpwall.guards.argcheck:ArgcheckGuard",
+    "egress": "mcpwall.guards.egress:EgressGuard",
+    "flow": "mcpwall.guards.flow:FlowGuard",
+    "approval": "mcpwall.guards.approval:ApprovalGuard",
+    "audit": "mcpwall.guards.audit:AuditGuard",
 }
 
 ALWAYS_LAST = "audit"

@@ -39,6 +39,7 @@ class ApprovalRecord:
     tool: str
     status: Status = "pending"
     auth_method: str = "anonymous"
+    roles: list[str] = field(default_factory=list)
     session: str | None = None
     server: str | None = None
     target: str | None = None

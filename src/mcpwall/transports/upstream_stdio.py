@@ -141,7 +141,10 @@ class StdioSession(UpstreamSession):
                     break
                 if not line.strip():
                     continue
-                await self._dispatch(line)
+                try:
+                    await self._dispatch(line)
+                except Exception:
+                    log.exception("upstream %s: failed to handle a message", self.name)
         finally:
             self.exited.set()
             for future in self._pending.values():

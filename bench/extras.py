@@ -1,0 +1,169 @@
+"""Measurements that are not request streams: the load generator's own ceiling, memory per
+idle legacy session, time until ``mcpwall serve`` is ready, and content-scanning speed.
+
+* ceiling  — the load generator against the upstream's ``/static`` route (a canned answer,
+  no parsing), so what is left is the client's cost; reported as calls/s and as the load
+  generator's own CPU microseconds per call.
+* sessions — RSS of a fresh gateway, then after 1,000 legacy sessions (initialize +
+  initialized, then idle), per session; the same for FastMCP when it is available.
+* startup  — spawn to ``GET /healthz`` 200 of ``mcpwall serve`` (upstream already running).
+* scan     — ``bench/detect.py`` (written with the detection engine) when it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import stats
+from bench.driver import LoadGen
+from bench.fastmcp_env import FastMCPUnavailable
+from bench.payloads import CALL_TOOLS
+from bench.procs import StartError, rss_of
+from bench.runner import Options, log
+from bench.targets import REPO, Fleet
+
+
+def ceiling(fleet: Fleet, loadgen: LoadGen, options: Options, levels: list[int]) -> dict[str, Any]:
+    up = fleet.start_upstream()
+    rows = []
+    for concurrency in levels:
+        runs = []
+        for _ in range(max(1, min(options.repeats, 2))):
+            raw = loadgen.run({"host": "127.0.0.1", "port": up.port, "path": "/static", "era": "static",
+                               "concurrency": concurrency, "duration": options.duration, "warmup": options.warmup,
+                               "watch_pids": {"upstream": up.pid}})
+            summary = stats.summarize(raw)
+            summary["loadgen_us_per_call"] = (raw["loadgen_cpu_s"] * 1e6 / raw["ok"]) if raw.get("ok") else None
+            summary["upstream_cpu_s"] = raw.get("cpu_s", {}).get("upstream")
+            runs.append(summary)
+        best = max(runs, key=lambda r: r["rps"])
+        rows.append({"concurrency": concurrency, "rps": best["rps"], "p50": best["p50"], "p99": best["p99"],
+                     "errors": best["error_count"], "loadgen_us_per_call": best["loadgen_us_per_call"],
+                     "loadgen_cpu_s": best["loadgen_cpu_s"], "upstream_cpu_s": best["upstream_cpu_s"]})
+        log(f"   ceiling c={concurrency:<4} {best['rps']:9.0f}/s  load generator "
+            f"{best['loadgen_us_per_call'] or 0:.1f} µs CPU per call")
+    per_call = [r["loadgen_us_per_call"] for r in rows if r["loadgen_us_per_call"]]
+    return {"rows": rows, "max_rps": max(r["rps"] for r in rows),
+            "loadgen_us_per_call": min(per_call) if per_call else None,
+            "note": "raw keep-alive client vs the upstream's /static route; one load-generator process"}
+
+
+def _settle_rss(pid: int, seconds: float = 0.5) -> int:
+    time.sleep(seconds)
+    return rss_of(pid)
+
+
+def _sessions_for(fleet: Fleet, loadgen: LoadGen, key: str, count: int) -> dict[str, Any]:
+    if key == "fastmcp":
+        endpoint = fleet.fastmcp("json", CALL_TOOLS, tag="-sessions")
+    else:
+        endpoint = fleet.gateway("mcpwall", "json", CALL_TOOLS, tag="-sessions")
+    try:
+        # One call first, so lazily built state (catalogue, pools) is not charged to sessions.
+        loadgen.run({"host": endpoint.host, "port": endpoint.port, "path": endpoint.path, "era": "legacy",
+                     "op": "small", "concurrency": 1, "duration": 0.2, "warmup": 0.05})
+        idle = _settle_rss(endpoint.pid)
+        opened = loadgen.call({"cmd": "open_sessions", "args": {
+            "host": endpoint.host, "port": endpoint.port, "path": endpoint.path, "count": count}}, timeout=300.0)
+        loaded = _settle_rss(endpoint.pid, 1.0)
+        closed = loadgen.call({"cmd": "close_sessions"}, timeout=300.0)
+        after = _settle_rss(endpoint.pid)
+        per = (loaded - idle) / max(1, opened.get("opened", 0))
+        return {"idle_rss": idle, "rss_with_sessions": loaded, "rss_after_close": after,
+                "sessions": opened.get("opened", 0), "open_seconds": opened.get("seconds"),
+                "errors": opened.get("errors", {}), "error_sample": opened.get("error_sample", ""),
+                "closed": closed.get("closed"), "bytes_per_session": per}
+    finally:
+        fleet.supervisor.stop(endpoint.managed)
+
+
+def sessions(fleet: Fleet, loadgen: LoadGen, count: int, with_fastmcp: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"count": count}
+    for key in ["mcpwall", *(["fastmcp"] if with_fastmcp else [])]:
+        try:
+            out[key] = _sessions_for(fleet, loadgen, key, count)
+            row = out[key]
+            log(f"   {key}: idle {row['idle_rss'] / 2**20:.1f} MiB, {row['sessions']} sessions "
+                f"+{row['bytes_per_session'] / 1024:.1f} KiB each")
+        except (StartError, FastMCPUnavailable) as exc:
+            out[key] = {"error": str(exc)}
+            log(f"   {key}: did not start: {str(exc).splitlines()[0]}")
+    return out
+
+
+def startup(fleet: Fleet, repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("mcpwall", "default"):
+        times: list[float] = []
+        error = ""
+        for i in range(repeats):
+            try:
+                endpoint = fleet.gateway(key, "json", CALL_TOOLS, tag=f"-startup{i}")
+            except StartError as exc:
+                error = str(exc)
+                break
+            times.append(endpoint.ready_s or 0.0)
+            fleet.supervisor.stop(endpoint.managed)
+        out[key] = {"ready_s": times, "median_s": statistics.median(times) if times else None, "error": error}
+        if times:
+            log(f"   {key}: ready in {statistics.median(times) * 1000:.0f} ms (median of {len(times)})")
+        else:
+            log(f"   {key}: did not start: {error.splitlines()[0] if error else '?'}")
+    return out
+
+
+def scan(quick: bool) -> dict[str, Any]:
+    script = REPO / "bench" / "detect.py"
+    if not script.exists():
+        return {"available": False, "note": "bench/detect.py does not exist yet"}
+    argv = [sys.executable, "-m", "bench.detect", *(["--quick"] if quick else [])]
+    try:
+        proc = subprocess.run(argv, cwd=str(REPO), capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return {"available": True, "error": "bench/detect.py ran longer than 300 s"}
+    result: dict[str, Any] = {"available": True, "returncode": proc.returncode,
+                              "output": proc.stdout[-4000:], "stderr": proc.stderr[-2000:]}
+    for line in reversed(proc.stdout.strip().splitlines()):
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            result["result"] = parsed
+            break
+    if proc.stdout.strip().startswith("{"):
+        try:
+            result["result"] = json.loads(proc.stdout)
+        except ValueError:
+            pass
+    log("   " + (proc.stdout.strip().splitlines() or ["(no output)"])[-1][:200])
+    return result
+
+
+def scan_rate(result: dict[str, Any]) -> float | None:
+    """Best effort: the MB/s per core figure in detect.py's JSON, whatever it names it."""
+    found: list[float] = []
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, (int, float)) and ("mb_s" in key.lower() or "mb_per_s" in key.lower()
+                                                  or "mbps" in key.lower() or "mb/s" in key.lower()):
+            found.append(float(node))
+
+    walk(result.get("result"))
+    return min(found) if found else None
+
+
+def describe_path(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)

@@ -1,0 +1,285 @@
+"""The pattern engine every scanner shares: Hyperscan where available, pure ``re`` otherwise.
+
+Both backends produce exactly the same matches, because the match model is defined by ``re``
+alone and Hyperscan only narrows where ``re`` has to look:
+
+* **The reference semantics.** For each rule and each scanned string, the matches are what
+  ``rule.pattern.finditer(string)`` returns (leftmost-first, non-overlapping), filtered by the
+  rule's group, validators, entropy floor and placeholder check. Scanning a whole message joins
+  its strings with ``"\\n"`` into one buffer; because rules may not use anchors or look-around,
+  a match inside one string is the same whether that string stands alone or sits in the buffer.
+  A match that runs across a separator marks the strings it touches, which are then re-run alone.
+* **The ``re`` backend** runs every rule over the whole buffer.
+* **The Hyperscan backend** scans the buffer in overlapping windows (UTF-8, SINGLEMATCH, patterns
+  rendered from the ``re`` parse tree; see :mod:`mcpwall.detect.syntax`) and learns which rules
+  occur in which windows. Every match is at most ``MAX_WIDTH`` long and the windows overlap by
+  more than that plus one character of context, so every match lies inside a window that
+  reported its rule. ``re`` then runs only inside those windows, with an ``endpos`` margin of the
+  rule's longest match, which makes every decision it takes there identical to a full scan.
+
+Hyperscan reports end offsets and no start, and its match order carries no promise; this design
+needs neither. Normalisation (:mod:`mcpwall.detect.normalize`) happens inside the scan: the
+Hyperscan database carries one extra pattern for "characters that need normalising", so clean
+text is checked for free, and only strings that need it are normalised and scanned again.
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mcpwall.detect.normalize import Normalized, normalize, special_ranges
+from mcpwall.detect.rules import Rule, RuleError
+from mcpwall.detect.syntax import MAX_WIDTH, pcre_class
+from mcpwall.detect.validators import VALIDATORS, placeholder, shannon_entropy
+
+try:
+    import hyperscan as _hs
+except ImportError:  # pragma: no cover - depends on the platform
+    _hs = None
+
+log = logging.getLogger("mcpwall.detect")
+
+Backend = Literal["auto", "hyperscan", "re"]
+SEPARATOR = "\n"
+DEFAULT_WINDOW = 65536
+PEM_LIMIT = 16384
+
+
+def hyperscan_available() -> bool:
+    return _hs is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RawMatch:
+    """One confirmed match, in the coordinates of the normalised text it was found in."""
+
+    rule: Rule
+    index: int  # which of the scanned texts
+    start: int
+    end: int
+
+
+@dataclass(slots=True)
+class EngineScan:
+    texts: list[Normalized]
+    matches: list[RawMatch]
+    truncated: bool = False
+
+
+class Engine:
+    """A compiled rule set. Build it once (at config load) and scan with it many times."""
+
+    def __init__(self, rules: Sequence[Rule], backend: Backend = "auto", *, window: int = DEFAULT_WINDOW,
+                 max_matches: int = 10_000) -> None:
+        self.rules = tuple(rules)
+        self.max_matches = max_matches
+        widest = max((r.pattern.max_width for r in self.rules), default=1)
+        self.overlap = widest + 2  # the longest match plus a character of context on each side
+        self.window = max(window, 4 * self.overlap)
+        if backend == "hyperscan" and _hs is None:
+            raise RuleError("the hyperscan backend was requested but the hyperscan package is not installed")
+        self.backend: Literal["hyperscan", "re"] = "hyperscan" if backend != "re" and _hs is not None else "re"
+        self._db: Any = _compile_hyperscan(self.rules) if self.backend == "hyperscan" else None
+
+    # -- scanning ------------------------------------------------------------------------
+
+    def scan(self, texts: Sequence[str]) -> EngineScan:
+        if self.backend == "hyperscan":
+            normalized, joined, starts, hits = self._prefilter(texts)
+        else:
+            normalized = [normalize(t) for t in texts]
+            joined, starts = _join([n.text for n in normalized])
+            hits = None
+        matches, truncated = self._confirm([n.text for n in normalized], joined, starts, hits)
+        return EngineScan(normalized, matches, truncated)
+
+    def _prefilter(self, texts: Sequence[str]) -> tuple[list[Normalized], str, list[int],
+                                                        dict[int, list[tuple[int, int]]]]:
+        joined, starts = _join(texts)
+        hits, special = self._windows(joined)
+        normalized = [Normalized(t, len(t)) for t in texts]
+        if not special:
+            return normalized, joined, starts, hits
+        changed = False
+        for index in _touched(starts, texts, special):
+            result = normalize(texts[index])
+            if result.changed or result.text != texts[index]:
+                normalized[index] = result
+                changed = True
+        if not changed:
+            return normalized, joined, starts, hits
+        joined, starts = _join([n.text for n in normalized])
+        hits, _ = self._windows(joined)
+        return normalized, joined, starts, hits
+
+    def _windows(self, joined: str) -> tuple[dict[int, list[tuple[int, int]]], list[tuple[int, int]] | None]:
+        """Which rules occur in which windows, and which windows need normalising.
+
+        ``special`` is None when nothing needs normalising, and covers everything when the text
+        cannot even be encoded (lone surrogates)."""
+        hits: dict[int, list[tuple[int, int]]] = {}
+        special: list[tuple[int, int]] = []
+        special_id = len(self.rules)
+        found: set[int] = set()
+
+        def on_match(rule_id: int, _start: int, _end: int, _flags: int, _ctx: Any) -> None:
+            found.add(rule_id)
+
+        size = len(joined)
+        stride = self.window - self.overlap
+        begin = 0
+        while True:
+            end = min(size, begin + self.window)
+            try:
+                data = joined[begin:end].encode("utf-8")
+            except UnicodeEncodeError:
+                return {}, [(0, size)]
+            found.clear()
+            self._db.scan(data, match_event_handler=on_match)
+            for rule_id in found:
+                spans = special if rule_id == special_id else hits.setdefault(rule_id, [])
+                if spans and spans[-1][1] >= begin:
+                    spans[-1] = (spans[-1][0], end)
+                else:
+                    spans.append((begin, end))
+            if end >= size:
+                break
+            begin += stride
+        return hits, special or None
+
+    def _confirm(self, texts: list[str], joined: str, starts: list[int],
+                 hits: dict[int, list[tuple[int, int]]] | None) -> tuple[list[RawMatch], bool]:
+        out: list[RawMatch] = []
+        size = len(joined)
+        ends = [s + len(t) for s, t in zip(starts, texts, strict=True)]
+        for rule_index, rule in enumerate(self.rules):
+            intervals = [(0, size)] if hits is None else hits.get(rule_index)
+            if not intervals:
+                continue
+            pattern = rule.pattern.compiled
+            margin = rule.pattern.max_width + 1
+            found: list[tuple[int, Any, int]] = []  # (text index, match, offset of the text in the match's string)
+            dirty: set[int] = set()
+            pos = 0
+            for low, high in intervals:
+                pos = max(pos, low)
+                while pos < high:
+                    match = pattern.search(joined, pos, min(size, high + margin))
+                    if match is None or match.start() >= high:
+                        break
+                    start, end = match.span()
+                    index = bisect_right(starts, start) - 1
+                    if end > ends[index]:
+                        last = bisect_right(starts, end - 1) - 1
+                        dirty.update(range(index, last + 1))
+                    else:
+                        found.append((index, match, starts[index]))
+                    pos = end
+            if dirty:
+                found = [f for f in found if f[0] not in dirty]
+                for index in sorted(dirty):
+                    found.extend((index, m, 0) for m in pattern.finditer(texts[index]))
+            for index, match, offset in found:
+                raw = _accept(rule, texts[index], index, match, offset)
+                if raw is not None:
+                    out.append(raw)
+                    if len(out) >= self.max_matches:
+                        return _ordered(out), True
+        return _ordered(out), False
+
+
+def _accept(rule: Rule, text: str, index: int, match: Any, offset: int) -> RawMatch | None:
+    """Apply the rule's group, validators, entropy floor, placeholder check and extension."""
+    start, end = match.span() if rule.group is None else match.span(rule.group)
+    if start < 0 or end <= start:
+        return None  # the group did not take part in the match
+    start -= offset
+    end -= offset
+    value = text[start:end]
+    for name in rule.validators:
+        if not VALIDATORS[name](value):
+            return None
+    if rule.min_entropy is not None and shannon_entropy(value) < rule.min_entropy:
+        return None
+    if rule.placeholders and placeholder(value):
+        return None
+    if rule.extend == "pem":
+        end = _pem_end(text, end)
+    return RawMatch(rule, index, start, end)
+
+
+def _pem_end(text: str, end: int) -> int:
+    marker = text.find("-----END", end, end + PEM_LIMIT)
+    if marker >= 0:
+        close = text.find("-----", marker + 8, marker + 80)
+        return close + 5 if close >= 0 else min(len(text), marker + 8)
+    # No END line (a truncated key): cover the body that follows.
+    limit = min(len(text), end + PEM_LIMIT)
+    while end < limit and (text[end].isalnum() or text[end] in "+/=:-\\ \t\r\n"):
+        end += 1
+    return end
+
+
+def _ordered(matches: list[RawMatch]) -> list[RawMatch]:
+    return sorted(matches, key=lambda m: (m.index, m.start, m.end, m.rule.id))
+
+
+def _join(texts: Sequence[str]) -> tuple[str, list[int]]:
+    starts: list[int] = []
+    position = 0
+    for text in texts:
+        starts.append(position)
+        position += len(text) + len(SEPARATOR)
+    return SEPARATOR.join(texts), starts
+
+
+def _touched(starts: list[int], texts: Sequence[str], spans: list[tuple[int, int]]) -> list[int]:
+    indexes: set[int] = set()
+    for low, high in spans:
+        first = max(0, bisect_right(starts, low) - 1)
+        last = bisect_right(starts, high) - 1
+        indexes.update(i for i in range(first, last + 1) if starts[i] + len(texts[i]) >= low)
+    return sorted(indexes)
+
+
+def _compile_hyperscan(rules: Sequence[Rule]) -> Any:
+    assert _hs is not None
+    special = pcre_class(special_ranges())
+    expressions = [r.pattern.pcre.encode() for r in rules] + [special.encode()]
+    base = _hs.HS_FLAG_UTF8 | _hs.HS_FLAG_SINGLEMATCH
+    flags = [base | (_hs.HS_FLAG_CASELESS if r.pattern.ignore_case else 0) for r in rules] + [base]
+    database = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+    try:
+        database.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
+                         flags=flags)
+    except _hs.error as exc:
+        # Find the culprit so the config error can name it.
+        for rule, expression, flag in zip(rules, expressions, flags, strict=False):
+            probe = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+            try:
+                probe.compile(expressions=[expression], ids=[0], elements=1, flags=[flag])
+            except _hs.error as inner:
+                raise RuleError(f"rule {rule.id}: the pattern engine cannot compile it ({inner})") from None
+        raise RuleError(f"the pattern engine cannot compile the rule set ({exc})") from None
+    return database
+
+
+_ENGINES: dict[tuple[Any, ...], Engine] = {}
+
+
+def shared_engine(rules: Sequence[Rule], backend: Backend = "auto") -> Engine:
+    """An engine for ``rules``, shared by every guard configured with the same rule set."""
+    key = (backend, *(r.fingerprint for r in rules))
+    engine = _ENGINES.get(key)
+    if engine is None:
+        if len(_ENGINES) >= 64:
+            _ENGINES.clear()
+        engine = _ENGINES[key] = Engine(rules, backend)
+    return engine
+
+
+assert MAX_WIDTH < DEFAULT_WINDOW // 4
