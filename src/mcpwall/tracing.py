@@ -45,7 +45,7 @@ class Tracing:
     def __init__(self, provider: Any = None) -> None:
         self._provider = provider
         self._tracer: Any = None
-        self._propagator: Any = TraceContextTextMapPropagator() if TraceContextTextMapPropagator else None
+        self._propagator: Any = TraceContextTextMapPropagator() if _trace is not None else None
 
     @property
     def available(self) -> bool:

@@ -46,7 +46,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from mcpwall.audit.record import timestamp
-from mcpwall.audit.redact import Redactor
+from mcpwall.audit.redact import Redactor, scrub_text
 from mcpwall.audit.settings import AlertSettings, WebhookSettings
 from mcpwall.gateway.call import Call
 from mcpwall.pipeline.guard import Outcome
@@ -243,7 +243,8 @@ class AlertEngine:
         if kind == "auth.failure":
             self._auth_failure(event)
         elif kind == "pin.changed" and self.rules.pin_change:
-            subject = f"{event.get('upstream') or event.get('server') or '?'}/{event.get('tool') or event.get('name') or '?'}"
+            upstream = event.get("upstream") or event.get("server") or "?"
+            subject = f"{upstream}/{event.get('tool') or event.get('name') or '?'}"
             self.raise_alert("pin_change", "critical", "A tool definition changed (possible rug pull)", subject,
                              event)
         elif kind == "finding" and self.rules.finding:
@@ -341,7 +342,7 @@ class AlertEngine:
         if len(self._last_sent) > _MAX_SOURCES:
             self._last_sent.popitem(last=False)
         clean = self.redactor.redact({k: v for k, v in details.items() if k not in ("kind", "time")})
-        alert = Alert(rule=rule, severity=severity, title=self.redactor.redact(title), subject=self.redactor.redact(subject),
+        alert = Alert(rule=rule, severity=severity, title=scrub_text(title), subject=scrub_text(subject),
                       details=clean, repeats=self._repeats.pop(key, 0))
         self._deliver(alert)
         return alert

@@ -9,6 +9,7 @@ record whose body is the record's JSON and whose attributes are the indexed fiel
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterable, Iterator
@@ -78,10 +79,8 @@ def to_cef(record: dict[str, Any]) -> str:
     decision = record.get("decision")
     name = " ".join(str(p) for p in (signature, target, decision) if p)
     ext: list[tuple[str, Any]] = []
-    try:
+    with contextlib.suppress(KeyError, ValueError):
         ext.append(("rt", int(parse_timestamp(str(record["ts"])) * 1000)))
-    except (KeyError, ValueError):
-        pass
     principal = record.get("principal")
     if isinstance(principal, dict) and principal.get("id"):
         ext.append(("suser", principal["id"]))

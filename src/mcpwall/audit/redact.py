@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import math
 import re
 from collections.abc import Iterable
@@ -74,7 +75,7 @@ def is_credential_key(key: str) -> bool:
         return True
     if any(t in _CREDENTIAL_WORDS for t in tokens):
         return True
-    return any(pair in _CREDENTIAL_PAIRS for pair in zip(tokens, tokens[1:], strict=False))
+    return any(pair in _CREDENTIAL_PAIRS for pair in itertools.pairwise(tokens))
 
 
 def scrub_text(text: str) -> str:

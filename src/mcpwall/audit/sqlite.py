@@ -8,6 +8,7 @@ WAL); ``durability: sync`` switches to ``FULL`` so a commit also survives power 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,10 +79,8 @@ class SqliteStore(AuditStore):
 
     def _rollback(self) -> None:
         if self._db is not None and self._db.in_transaction:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:

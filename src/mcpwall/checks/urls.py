@@ -102,7 +102,7 @@ def parse_url(value: str) -> ParsedURL:
     if port is None:
         port = DEFAULT_PORTS.get(scheme)
     if not raw_host:
-        raise EgressDenied("malformed", "URL has no host")
+        return ParsedURL(scheme, "", None, port, bool(at))  # file:///…; check_static decides
     try:
         host = normalize_host(raw_host)
     except InvalidHost as exc:

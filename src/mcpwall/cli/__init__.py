@@ -15,9 +15,9 @@ def main() -> None:
 
 def _register() -> None:
     # One line per subcommand module; each module defines a click command named like the module.
-    from mcpwall.cli import check, serve
+    from mcpwall.cli import audit, check, serve
 
-    for command in (serve.serve, serve.stdio, serve.wrap, serve.demo, check.check):
+    for command in (serve.serve, serve.stdio, serve.wrap, serve.demo, check.check, audit.audit):
         main.add_command(command)
 
 

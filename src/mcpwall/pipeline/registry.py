@@ -15,6 +15,8 @@ from mcpwall.pipeline.guard import Guard
 GUARDS: dict[str, str] = {
     "limits": "mcpwall.guards.limits:LimitsGuard",
     "auth": "mcpwall.guards.auth:AuthGuard",
+    "policy": "mcpwall.guards.policy:PolicyGuard",
+    "ratelimit": "mcpwall.guards.ratelimit:RateLimitGuard",
     "pins": "mcpwall.guards.pins:PinsGuard",
     "schema": "mcpwall.guards.schema:SchemaGuard",
     "argcheck": "mcpwall.guards.argcheck:ArgcheckGuard",

@@ -113,10 +113,7 @@ def within_roots(raw: str, roots: list[str]) -> bool:
     normal = posixpath.normpath(path)
     if normal.startswith("//"):
         normal = "/" + normal.lstrip("/")
-    for root in roots:
-        if root == "/" or normal == root or normal.startswith(root.rstrip("/") + "/"):
-            return True
-    return False
+    return any(root == "/" or normal == root or normal.startswith(root.rstrip("/") + "/") for root in roots)
 
 
 def _is_number(value: Any) -> bool:

@@ -116,7 +116,8 @@ class Rule(Strict):
     resources: list[str] = Field(default_factory=list)
     capabilities: list[Capability] = Field(default_factory=list)
     roles: list[str] = Field(default_factory=list, description="Apply only to principals with one of these roles.")
-    args: dict[str, ArgConstraint] = Field(default_factory=dict, description="Argument name (dotted path) → constraint.")
+    args: dict[str, ArgConstraint] = Field(
+        default_factory=dict, description="Argument name (dotted path) → constraint.")
     when: str | None = Field(None, description="CEL expression over args, principal, time, server, tool, method; "
                                                "must be true.")
     during: list[Window] = Field(default_factory=list, description="Allowed only inside one of these windows.")
@@ -152,7 +153,8 @@ class Rule(Strict):
 class PolicyDocument(Strict):
     default: Literal["deny", "allow"] = Field(
         "deny", description="What happens to a target no role grants. Keep 'deny' outside of trials.")
-    roles: dict[str, Role] = Field(default_factory=dict, description="Role name → grants. Role '*' applies to everyone.")
+    roles: dict[str, Role] = Field(
+        default_factory=dict, description="Role name → grants. Role '*' applies to everyone.")
     rules: list[Rule] = Field(default_factory=list)
     capabilities: dict[str, Capability] = Field(
         default_factory=dict, description="Tool glob → capability class; first match wins, before annotations.")
