@@ -100,7 +100,8 @@ def test_depth_matches_a_recursive_definition(value: Any) -> None:
 
 
 @settings(max_examples=200)
-@given(st.one_of(st.integers(), st.text(max_size=10)), st.text(min_size=1, max_size=20), json_values)
+@given(st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=10)), st.text(min_size=1, max_size=20),
+       json_values)
 def test_encode_decode_round_trip(rid: Any, method: str, params: Any) -> None:
     message = jsonrpc.request(rid, method, params if isinstance(params, dict) else None)
     assert jsonrpc.decode(jsonrpc.encode(message), jsonrpc.Limits(max_depth=1000)) == message

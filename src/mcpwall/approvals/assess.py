@@ -209,6 +209,8 @@ def redact(value: Any, *, key: str = "") -> Any:
         if len(masked) > _MAX_STRING:
             masked = f"{masked[:_MAX_STRING]}…[{len(masked) - _MAX_STRING} more characters]"
         return masked
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)  # keep the record storable as JSON
     return value
 
 

@@ -83,7 +83,9 @@ class JwksCache:
         self._clock = clock
         self._keys: list[dict[str, Any]] | None = None
         self._fetched_at = -1e18  # when the current keys arrived
-        self._attempted_at = -1e18  # when a fetch was last tried (successful or not)
+        self._failed_at = -1e18  # when a fetch last failed
+        self._kid_refresh_at = -1e18  # when an unknown kid last caused a refetch
+        self._generation = 0  # bumps on every completed fetch attempt (single-flight)
         self._lock = asyncio.Lock()
         self._objects: dict[tuple[int, str], Any] = {}
         self.fetches = 0  # for tests and metrics
@@ -93,22 +95,23 @@ class JwksCache:
         and known, every fitting key when the token has no ``kid``, none if nothing fits."""
         now = self._clock()
         if self._keys is None or now - self._fetched_at >= self.ttl:
-            await self._refresh(force=self._keys is None)
+            if now - self._failed_at >= self.min_refresh_interval:
+                await self._refresh()
+            if self._keys is None:
+                raise JwksUnavailable("no key set")
         found = self._select(kid, alg)
-        if not found and kid is not None and self._clock() - self._attempted_at >= self.min_refresh_interval:
-            await self._refresh(force=False, unknown_kid=True)
+        if not found and kid is not None and self._clock() - self._kid_refresh_at >= self.min_refresh_interval:
+            self._kid_refresh_at = self._clock()  # claimed before awaiting: concurrent misses share it
+            await self._refresh()
             found = self._select(kid, alg)
         return found
 
-    async def _refresh(self, *, force: bool, unknown_kid: bool = False) -> None:
-        attempted_before = self._attempted_at
+    async def _refresh(self) -> None:
+        generation = self._generation
         async with self._lock:
-            if self._attempted_at != attempted_before:
-                return  # another request refreshed while this one waited
+            if self._generation != generation:
+                return  # another request fetched while this one waited
             now = self._clock()
-            if not force and unknown_kid and now - self._attempted_at < self.min_refresh_interval:
-                return
-            self._attempted_at = now
             self.fetches += 1
             try:
                 document = await self._fetch(self.url)
@@ -117,10 +120,12 @@ class JwksCache:
                     raise JwksUnavailable("no 'keys' array")
             except Exception as exc:
                 log.warning("fetching the key set %s failed: %s", self.url, type(exc).__name__)
-                if self._keys is None or now - self._fetched_at > self.ttl + self.max_stale:
-                    self._keys = None
-                    raise JwksUnavailable(str(exc)) from None
-                return  # keep serving the cached keys for a while (the IdP may be briefly down)
+                self._failed_at = now
+                if self._keys is not None and now - self._fetched_at > self.ttl + self.max_stale:
+                    self._keys = None  # too old to trust any longer
+                return
+            finally:
+                self._generation += 1
             self._keys = [k for k in keys if _usable(k)]
             self._fetched_at = now
             self._objects.clear()

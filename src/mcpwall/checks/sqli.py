@@ -18,6 +18,9 @@ import re
 from urllib.parse import unquote
 
 _OPERAND = r"(?:'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?|[a-z_][a-z0-9_.]*)"
+# The right-hand operand may be an unterminated literal: the application's own closing quote
+# completes it ("' OR '1'='1").
+_OPERAND_OPEN = r"(?:'[^']*'?|\"[^\"]*\"?|-?\d+(?:\.\d+)?|[a-z_][a-z0-9_.]*)"
 _COMPARE = r"(?:=|<>|!=|<=>|>=|<=|>|<|\blike\b|\brlike\b|\bregexp\b|\bis\b)"
 
 RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -30,7 +33,7 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"group\s+by|procedure|into)\b)")),
     ("tautology", re.compile(
         r"(?:['\"`)]|\b)\s*(?:or|and|xor|\|\||&&)\s+\(*\s*(?P<a>" + _OPERAND + r")\s*" + _COMPARE
-        + r"\s*\(*\s*(?P<b>" + _OPERAND + r")")),
+        + r"\s*\(*\s*(?P<b>" + _OPERAND_OPEN + r")")),
     ("boolean_breakout", re.compile(
         r"['\"`]\s*\)*\s*(?:or|and|xor|\|\||&&)\s+(?:not\s+)?(?:true|false|\d+|null)\b\s*(?:--|#|;|/\*|$)")),
     ("dangerous_function", re.compile(

@@ -55,7 +55,7 @@ def _warn_weakened(config: Config) -> None:
         log.warning("extra allowed Origins: %s", ", ".join(config.listen.allowed_origins))
     if config.listen.allowed_hosts:
         log.warning("extra allowed Host names: %s", ", ".join(config.listen.allowed_hosts))
-    for name in config.guards._order:
+    for name in config.configured_guards():
         settings = config.guard_settings(name)
         if settings.mode == "shadow":
             log.warning("guard %s runs in shadow mode: its refusals are recorded, not enforced", name)
@@ -101,7 +101,7 @@ async def _stop(admin: Any, task: asyncio.Task[Any] | None) -> None:
 def _wrap_http(app: Any, config: Config) -> Any:
     """Transport hygiene middleware (security headers, CORS, HTTPS-only), when available."""
     try:
-        from mcpwall.transports.http_hygiene import wrap  # type: ignore[attr-defined]
+        from mcpwall.transports.http_hygiene import wrap
     except ImportError:
         return app
     return wrap(app, config)
@@ -111,7 +111,7 @@ def _tls_kwargs(config: Config) -> dict[str, Any]:
     tls = getattr(config.listen, "tls", None)
     if tls is None:
         return {}
-    from mcpwall.transports.tls import uvicorn_kwargs  # type: ignore[attr-defined]
+    from mcpwall.transports.tls import uvicorn_kwargs
 
     result: dict[str, Any] = uvicorn_kwargs(tls)
     return result
@@ -121,7 +121,7 @@ def _admin_server(gateway: Gateway, config: Config) -> Any:
     if not config.admin.enabled:
         return None
     try:
-        from mcpwall.admin.app import create_admin_app  # type: ignore[attr-defined]
+        from mcpwall.admin.app import create_admin_app
     except ImportError:
         return None
     import uvicorn

@@ -301,19 +301,22 @@ class Config(Strict):
             result._order = list(raw)
         return result
 
+    def configured_guards(self) -> list[str]:
+        """Guard names in the order the config file lists them."""
+        order: list[str] = getattr(self.guards, "_order")  # noqa: B009 (the model is built at run time)
+        return list(order)
+
     def guard_order(self) -> list[str]:
         """Configured order, with ``limits`` always first and ``audit`` always last."""
-        names = [n for n in self.guards._order if n not in ("limits", ALWAYS_LAST)]
+        names = [n for n in self.configured_guards() if n not in ("limits", ALWAYS_LAST)]
         order = ["limits", *names]
         if ALWAYS_LAST in GUARDS:
             order.append(ALWAYS_LAST)
         return order
 
     def guard_settings(self, name: str) -> GuardSettings:
-        settings = getattr(self.guards, name, None)
-        if settings is None:
-            settings = guard_class(name).Settings()
-        return settings  # type: ignore[no-any-return]
+        settings: GuardSettings | None = getattr(self.guards, name, None)
+        return settings if settings is not None else guard_class(name).Settings()
 
     @model_validator(mode="after")
     def _separator_not_in_names(self) -> Config:

@@ -19,6 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from mcpwall.config.model import Config
+from mcpwall.pipeline.registry import GUARDS, guard_class
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 TITLE = "mcpwall configuration (mcpwall.yaml)"
@@ -77,9 +78,31 @@ def _standard_bounds(node: Any) -> None:
             _standard_bounds(value)
 
 
+class IncompleteSchema(RuntimeError):
+    """A registered guard cannot be imported, so its settings would be missing from the schema."""
+
+
+def _require_all_guards() -> None:
+    # The config model degrades an unimportable guard to "any value"; a schema generated then
+    # would silently lose that guard's settings, so generation refuses instead.
+    broken = []
+    for name in GUARDS:
+        try:
+            guard_class(name)
+        except Exception as exc:
+            broken.append(f"{name} ({type(exc).__name__}: {exc})")
+    if broken:
+        raise IncompleteSchema("guards that cannot be loaded: " + "; ".join(broken))
+
+
 def generate() -> dict[str, Any]:
     """The schema as a dict, with the dialect and a title on top."""
+    _require_all_guards()
     schema = Config.model_json_schema(schema_generator=_ConfigSchema)
+    guards = schema.get("$defs", {}).get("GuardsConfig", {}).get("properties", {})
+    untyped = sorted(name for name, prop in guards.items() if {} in prop.get("anyOf", [prop]))
+    if untyped:  # the model was built while these guards failed to import
+        raise IncompleteSchema("guards without a settings schema: " + ", ".join(untyped))
     _standard_bounds(schema)
     schema["title"] = TITLE
     return {"$schema": DIALECT, **schema}
@@ -99,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", nargs="?", type=Path, help="schema file (omit to print to stdout)")
     args = parser.parse_args(argv)
 
-    text = render()
+    try:
+        text = render()
+    except IncompleteSchema as exc:
+        print(f"cannot generate the config schema: {exc}", file=sys.stderr)
+        return 2
     if not (args.write or args.check):
         sys.stdout.write(text)
         return 0

@@ -78,7 +78,7 @@ def handle(message: dict[str, Any]) -> dict[str, Any] | None:
     if "id" not in message:
         return None
     modern = isinstance(params.get("_meta"), dict) and "io.modelcontextprotocol/protocolVersion" in params["_meta"]
-    caps = {"tools": {}, "prompts": {}, "resources": {}}
+    caps: dict[str, Any] = {"tools": {}, "prompts": {}, "resources": {}}
     info = {"name": "mcpwall-demo", "version": "1.0"}
     if method == "initialize":
         result: dict[str, Any] = {"protocolVersion": "2025-11-25", "capabilities": caps, "serverInfo": info}

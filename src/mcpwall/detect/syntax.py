@@ -30,7 +30,7 @@ from typing import Any
 _parser: Any = importlib.import_module("re._parser")
 _c: Any = importlib.import_module("re._constants")
 
-MAX_WIDTH = 1024
+MAX_WIDTH = 2048
 """Longest match (in characters) a rule may produce."""
 
 _MAX_CODEPOINT = 0x10FFFF

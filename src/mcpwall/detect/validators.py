@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 import math
 import re
@@ -257,15 +258,63 @@ _RUN = re.compile(r"(.)\1{7,}")
 _SEQUENCES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "1234567890")
 
 
+_PLACEHOLDER_WORDS = frozenset({
+    "password", "passwd", "pass", "pwd", "token", "secret", "apikey", "key", "changeme", "none", "null",
+    "username", "user", "accesstoken", "secretkey", "clientsecret", "privatekey", "value", "string", "mypassword",
+    "yourpassword", "yourtoken", "mytoken", "foo", "bar", "foobar", "test", "testing", "hunter2"})
+
+
 def placeholder(text: str) -> bool:
     """True for obvious stand-ins: ``xxxx``, ``<YOUR_KEY>``, ``${TOKEN}``, ``EXAMPLE``, ``aaaaaaaa``…"""
     if _PLACEHOLDER.search(text) or _RUN.search(text):
+        return True
+    if _NON_ALNUM.sub("", text).lower() in _PLACEHOLDER_WORDS:
         return True
     lowered = text.lower()
     return any(seq[:10] in lowered for seq in _SEQUENCES) and len(set(lowered)) < len(lowered) * 0.6
 
 
+def mixed(text: str) -> bool:
+    """At least two of: upper-case letters, lower-case letters, digits — random tokens have that."""
+    return sum((any(c.isupper() for c in text), any(c.islower() for c in text), any(c.isdigit() for c in text))) >= 2
+
+
+_DOTTED_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(?:(?:\.|::|->)[A-Za-z_$][A-Za-z0-9_$]*)+(?:\(\)?)?")
+_SNAKE_OR_CAMEL = re.compile(r"[a-z]+(?:_[a-z]+)+|[A-Z]+(?:_[A-Z]+)+|[a-z]+(?:[A-Z][a-z]+)+|[A-Z][a-z]+(?:[A-Z][a-z]+)+")
+
+
+def secret_value(text: str) -> bool:
+    """A value in ``key = value`` that looks like a credential rather than code or prose."""
+    if len(text) < 8 or not mixed(text) or "://" in text or text[0] in "./~":
+        return False
+    if _DOTTED_NAME.fullmatch(text) or _SNAKE_OR_CAMEL.fullmatch(text):
+        return False
+    return shannon_entropy(text) >= 2.8
+
+
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def base58check(text: str) -> bool:
+    """Base58Check: the last four bytes are the double-SHA-256 of the rest (Bitcoin WIF, xprv)."""
+    number = 0
+    for ch in text:
+        index = _B58.find(ch)
+        if index < 0:
+            return False
+        number = number * 58 + index
+    raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
+    raw = b"\0" * (len(text) - len(text.lstrip("1"))) + raw
+    if len(raw) < 5:
+        return False
+    body, check = raw[:-4], raw[-4:]
+    return hashlib.sha256(hashlib.sha256(body).digest()).digest()[:4] == check
+
+
 VALIDATORS: dict[str, Validator] = {
+    "mixed": mixed,
+    "secret_value": secret_value,
+    "base58check": base58check,
     "luhn": luhn,
     "credit_card": credit_card,
     "iban": iban,

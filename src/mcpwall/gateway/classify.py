@@ -154,7 +154,9 @@ def _infer(name: str, server: str, hints: tuple[tuple[str, bool], ...],
     ctxset = set(context)
 
     reads = bool(wordset & _READ_VERBS)
-    writes = bool(wordset & (_WRITE_VERBS | _DESTRUCTIVE_VERBS)) or (bool(words) and words[0] == "post")
+    posts = bool(words) and (words[0] == "post" or any(
+        w == "post" and prev in ("http", "https", "api", "webhook", "form") for prev, w in itertools.pairwise(words)))
+    writes = bool(wordset & (_WRITE_VERBS | _DESTRUCTIVE_VERBS)) or posts
     fetches = bool(wordset & {"fetch", "browse", "download", "scrape", "crawl", "navigate"})
     # Content that outsiders can write: web pages, mail, issues, chat (weak words such as
     # "search" or "slack" need a web-ish companion: "search_files" is local).
@@ -168,7 +170,7 @@ def _infer(name: str, server: str, hints: tuple[tuple[str, bool], ...],
         found |= {DESTRUCTIVE, WRITE}
     if wordset & _ADMIN_ACTIONS or (writes and ctxset & _ADMIN_NOUNS):
         found.add(ADMIN)
-    if wordset & _EGRESS_WORDS or (bool(words) and words[0] == "post") or set(props) & _URL_PROPERTIES:
+    if wordset & _EGRESS_WORDS or posts or set(props) & _URL_PROPERTIES:
         found.add(EGRESS)
     if writes and outsider:
         found.add(EGRESS)  # writing where outsiders read (a public issue, a chat) carries data out

@@ -137,6 +137,8 @@ class Gateway:
         if session is not None:
             await asyncio.gather(*(u.close_front_session(session_id) for u in self.upstreams.values()),
                                  return_exceptions=True)
+            if session.subscriptions:
+                await self._resync_all()
 
     # -- identity of the gateway ---------------------------------------------------------
 
@@ -281,10 +283,8 @@ class Gateway:
                 level = call.params.get("level")
                 session.log_level = level if isinstance(level, str) else None
             return {}
-        if method == "resources/subscribe" and session is not None and isinstance(call.target, str):
-            session.subscriptions.add(call.target)
-        if method == "resources/unsubscribe" and session is not None and isinstance(call.target, str):
-            session.subscriptions.discard(call.target)
+        if method in ("resources/subscribe", "resources/unsubscribe") and session is not None:
+            return await self._subscribe(call, session)
         if call.server is None:
             single = next(iter(self.upstreams.values())) if len(self.upstreams) == 1 else None
             if single is None:
@@ -336,7 +336,7 @@ class Gateway:
             cursor: Any = None
             for _ in range(1000):
                 params = {"cursor": cursor} if cursor is not None else {}
-                result, _era = await upstream.request(method, params, **self._identity(call))
+                result, _ = await upstream.request(method, params, **self._identity(call))
                 page = result.get(kind)
                 items.extend(i for i in page if isinstance(i, dict)) if isinstance(page, list) else None
                 cursor = result.get("nextCursor")
@@ -423,7 +423,7 @@ class Gateway:
         params = self._upstream_params(call)
         headers = dict(call.scratch.get("upstream_headers") or {})
         headers.update({k: v for k, v in call.headers.items() if k.startswith("mcp-param-")})
-        result, era = await upstream.request(call.method, params, sink=sink, headers=headers, **self._identity(call))
+        result, _ = await upstream.request(call.method, params, sink=sink, headers=headers, **self._identity(call))
         rounds = 0
         # A modern upstream asks for input; a legacy client can't do MRTR, so the gateway drives it.
         while result.get("resultType") == "input_required" and call.era == "legacy":
@@ -443,12 +443,31 @@ class Gateway:
             retry["inputResponses"] = responses
             if "requestState" in result:
                 retry["requestState"] = result["requestState"]
-            result, era = await upstream.request(call.method, retry, sink=sink, headers=headers,
+            result, _ = await upstream.request(call.method, retry, sink=sink, headers=headers,
                                                  **self._identity(call))
         result, reject = await self.chain.on_response(call, result)
         if reject is not None:
             raise self._refusal(call, reject)
         return result
+
+    async def _subscribe(self, call: Call, session: FrontSession) -> dict[str, Any]:
+        """Legacy ``resources/subscribe``: the gateway owns subscriptions, so one upstream
+        subscription serves every client watching a URI, whatever era the upstream speaks."""
+        assert isinstance(call.target, str) and call.server is not None
+        if call.method == "resources/subscribe":
+            session.subscriptions.add(call.target)
+        else:
+            session.subscriptions.discard(call.target)
+        await self.sync_subscriptions(call.server)
+        return {}
+
+    async def sync_subscriptions(self, server: str) -> None:
+        wanted: set[str] = set()
+        for front in self.sessions.all():
+            wanted |= {u for u in front.subscriptions if self.catalog.resource_owner(u) in (server, None)}
+        for listener in self.listeners:
+            wanted |= {u for u in listener.uris if self.catalog.resource_owner(u) in (server, None)}
+        await self.upstreams[server].watch_resources(wanted)
 
     # -- lists ---------------------------------------------------------------------------
 
@@ -552,12 +571,42 @@ class Gateway:
                 if session.principal_id == principal and (not front_session or session.id == front_session):
                     session.push(message)
 
-    async def listen(self, call: Call, listener: Listener) -> None:
-        """Register a modern listen stream; the front drains ``listener.queue``."""
-        self.listeners.add(listener)
+    async def listen(self, call: Call) -> tuple[Listener, dict[str, Any]]:
+        """Open a modern ``subscriptions/listen`` stream after the guards allow it.
 
-    def unlisten(self, listener: Listener) -> None:
+        Returns the listener (the front drains ``listener.queue``) and the acknowledgement
+        notification to send first, naming the subset of the request the gateway honours."""
+        await self.guard_request(call)
+        wanted = call.params.get("notifications")
+        wanted = wanted if isinstance(wanted, dict) else {}
+        caps = self.capabilities()
+        listener = Listener(call.principal.id, call.request_id)
+        honoured: dict[str, Any] = {}
+        for flag, kind in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
+                           ("resourcesListChanged", "resources")):
+            if wanted.get(flag) and kind in caps:
+                setattr(listener, kind, True)
+                honoured[flag] = True
+        uris = wanted.get("resourceSubscriptions")
+        if isinstance(uris, list) and caps.get("resources", {}).get("subscribe"):
+            listener.uris = {u for u in uris if isinstance(u, str)}
+            honoured["resourceSubscriptions"] = sorted(listener.uris)
+        self.listeners.add(listener)
+        if listener.uris:
+            await self._resync_all()
+        ack = jsonrpc.notification("notifications/subscriptions/acknowledged",
+                                   {"notifications": honoured, "_meta": {META_SUBSCRIPTION_ID: call.request_id}})
+        return listener, ack
+
+    async def unlisten(self, listener: Listener) -> None:
         self.listeners.discard(listener)
+        if listener.uris:
+            await self._resync_all()
+
+    async def _resync_all(self) -> None:
+        for server, upstream in self.upstreams.items():
+            if "resources" in upstream.handshake.capabilities:
+                await self.sync_subscriptions(server)
 
     async def client_notification(self, call: Call, session: FrontSession | None) -> None:
         """A notification from the client: cancellation, roots changes, initialized."""

@@ -111,6 +111,11 @@ class Upstream:
         self._backoff = 0.0
         self._not_before = 0.0
         self.restarts = 0
+        # Modern upstreams announce changes only on a subscriptions/listen stream; the gateway
+        # keeps one open for list changes and for the resource URIs its clients watch.
+        self._watch_task: asyncio.Task[None] | None = None
+        self._watch_uris: frozenset[str] = frozenset()
+        self._legacy_subscribed: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -124,6 +129,7 @@ class Upstream:
         try:
             await self._probe()
             self.ready = True
+            self._restart_watch()
         except McpwallError as exc:
             log.error("upstream %s: not available at start: %s", self.name, exc.message)
             self.events.emit("upstream.down", upstream=self.name, reason=exc.message)
@@ -151,6 +157,10 @@ class Upstream:
             return
 
     async def aclose(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch_task
         entries = list(self._sessions.values())
         self._sessions.clear()
         await asyncio.gather(*(e.session.aclose() for e in entries), return_exceptions=True)
@@ -261,6 +271,64 @@ class Upstream:
     def front_sessions_of(self, key: SessionKey) -> str:
         return key[1]
 
+    # -- change notifications ------------------------------------------------------------
+
+    def _watch_filter(self) -> dict[str, Any]:
+        caps = self.handshake.capabilities
+        wanted: dict[str, Any] = {}
+        for flag, kind in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
+                           ("resourcesListChanged", "resources")):
+            if isinstance(caps.get(kind), dict) and caps[kind].get("listChanged"):
+                wanted[flag] = True
+        if self._watch_uris and isinstance(caps.get("resources"), dict) and caps["resources"].get("subscribe"):
+            wanted["resourceSubscriptions"] = sorted(self._watch_uris)
+        return wanted
+
+    def _restart_watch(self) -> None:
+        if not self.modern or self.era_for("modern") != "modern":
+            return
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        self._watch_task = asyncio.create_task(self._watch()) if self._watch_filter() else None
+
+    async def _watch(self) -> None:
+        sink = _WatchSink(self)
+        delay = self.config.restart.initial_backoff
+        while True:
+            try:
+                session = await self.session_for(INTERNAL_PRINCIPAL, None, "modern")
+                await session.request("subscriptions/listen", {"notifications": self._watch_filter()},
+                                      RequestOptions(timeout=24 * 3600.0, sink=sink))
+                delay = self.config.restart.initial_backoff  # the server ended the stream gracefully
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("upstream %s: change stream ended (%s); reopening", self.name, exc)
+                delay = min(self.config.restart.max_backoff, max(0.5, delay * 2))
+            await asyncio.sleep(delay)
+
+    async def watch_resources(self, uris: set[str]) -> None:
+        """Make updates for exactly these URIs reach the gateway (for clients that subscribed)."""
+        if self.era_for("modern") == "modern" and self.modern:
+            if frozenset(uris) != self._watch_uris:
+                self._watch_uris = frozenset(uris)
+                self._restart_watch()
+            return
+        # Legacy upstream: subscribe on the gateway's own session; updates arrive unsolicited.
+        for method, targets in (("resources/subscribe", uris - self._legacy_subscribed),
+                                ("resources/unsubscribe", self._legacy_subscribed - uris)):
+            for uri in targets:
+                try:
+                    await self.request(method, {"uri": uri}, principal_id=INTERNAL_PRINCIPAL, front_session=None,
+                                       front_era="legacy", client_capabilities={})
+                except McpwallError as exc:
+                    log.warning("upstream %s: %s %s failed: %s", self.name, method, uri, exc.message)
+                    continue
+                if method == "resources/subscribe":
+                    self._legacy_subscribed.add(uri)
+                else:
+                    self._legacy_subscribed.discard(uri)
+
     # -- requests ------------------------------------------------------------------------
 
     async def request(self, method: str, params: dict[str, Any] | None, *, principal_id: str,
@@ -293,6 +361,20 @@ class Upstream:
         if entry is not None and _alive(entry.session):
             with contextlib.suppress(McpwallError):
                 await entry.session.notify(method, params)
+
+
+class _WatchSink:
+    """Routes what arrives on the change stream to the gateway's unsolicited-message handler."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def on_notification(self, message: dict[str, Any]) -> None:
+        if self.upstream.on_unsolicited is not None:
+            self.upstream.on_unsolicited(self.upstream.name, (INTERNAL_PRINCIPAL, "", "modern"), message)
+
+    async def on_request(self, message: dict[str, Any]) -> dict[str, Any]:
+        raise McpwallError("a change stream carries no requests", code=-32601)
 
 
 def _alive(session: UpstreamSession) -> bool:

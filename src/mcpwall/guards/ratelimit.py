@@ -41,6 +41,7 @@ log = logging.getLogger("mcpwall.ratelimit")
 Dimension = Literal["principal", "role", "tool", "server"]
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|sec|m|min|h|hour|d|day)\s*$")
 _UNIT = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+_BY_PRINCIPAL: tuple[Dimension, ...] = ("principal",)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -57,7 +58,8 @@ def parse_rate(text: str) -> tuple[float, float]:
 
 
 class _Scope(Strict):
-    per: list[Dimension] = Field(default_factory=lambda: ["principal"],
+    name: str = Field(description="Stable name; counters are keyed by it.")
+    per: list[Dimension] = Field(default_factory=lambda: list(_BY_PRINCIPAL),
                                  description="Keep a separate counter per value of these; [] is one global counter.")
     roles: list[str] = Field(default_factory=list, description="Apply only to principals with one of these roles.")
     tools: list[str] = Field(default_factory=list, description="Apply only to tools/call of these tools (globs).")
@@ -71,7 +73,6 @@ class _Scope(Strict):
 
 
 class RateSpec(_Scope):
-    name: str = Field(description="Stable name; counters are keyed by it.")
     rate: str = Field(description="Sustained rate: N/s, N/m, N/h, N/d or N/<duration> such as 20/30s.")
     burst: int | None = Field(None, ge=1, description="Bucket size; default: the rate's count.")
 
@@ -83,7 +84,6 @@ class RateSpec(_Scope):
 
 
 class QuotaSpec(_Scope):
-    name: str
     limit: float = Field(gt=0, description="Calls (or cost units) per period.")
     period: Literal["day", "month"]
     tz: str = Field("UTC", description="Time zone whose midnight starts a period.")

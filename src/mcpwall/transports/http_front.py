@@ -35,17 +35,15 @@ from mcpwall.errors import (
     to_wire,
 )
 from mcpwall.gateway.call import ANONYMOUS, Call
-from mcpwall.gateway.core import Gateway, Listener, Reply
+from mcpwall.gateway.core import Gateway, Reply
 from mcpwall.gateway.sessions import FrontSession, SessionPeer
 from mcpwall.protocol import jsonrpc
 from mcpwall.protocol.versions import (
-    ALL_VERSIONS,
     BATCH_VERSION,
     HTTP_DEFAULT_LEGACY,
     LEGACY_VERSIONS,
     META_CLIENT_CAPABILITIES,
     META_PROTOCOL_VERSION,
-    META_SUBSCRIPTION_ID,
     MODERN_VERSIONS,
     NAMED_METHODS,
 )
@@ -110,7 +108,7 @@ class HttpFront:
             ready = self.gateway.ready.is_set()
             await _plain(send, 200 if ready else 503, b'{"status":"ok"}' if ready else b'{"status":"starting"}')
         else:
-            await self.router(scope, receive, send)
+            await self.router(scope, receive, send)  # type: ignore[arg-type]
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -287,8 +285,9 @@ class HttpFront:
         session_id = headers.get("mcp-session-id")
         version_header = headers.get("mcp-protocol-version")
         params = call.params
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
-        meta_version = meta.get(META_PROTOCOL_VERSION) if meta else None
+        raw_meta = params.get("_meta")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        meta_version = meta.get(META_PROTOCOL_VERSION)
         if call.method == "initialize" and session_id is None:
             call.era = "legacy"
             return None
@@ -320,10 +319,7 @@ class HttpFront:
                       meta_version: Any, meta: dict[str, Any]) -> None:
         version = meta_version if meta_version is not None else version_header
         if not isinstance(version, str) or version not in MODERN_VERSIONS:
-            if isinstance(version, str) and version in ALL_VERSIONS:
-                requested = version
-            else:
-                requested = version if isinstance(version, str) else None
+            requested = version if isinstance(version, str) else None
             exc = UnsupportedVersion(f"Unsupported protocol version: {requested}",
                                      data={"supported": list(MODERN_VERSIONS), "requested": requested})
             raise HttpError(400, exc.message, code=exc.code, data=exc.data)
@@ -404,29 +400,13 @@ class HttpFront:
     async def _listen(self, call: Call, receive: Receive, send: Send) -> None:
         """Modern ``subscriptions/listen``: acknowledge, then relay matching notifications."""
         try:
-            await self.gateway.guard_request(call)
+            listener, ack = await self.gateway.listen(call)
         except McpwallError as exc:
             await _send_reply(send, Reply(jsonrpc.error_response(call.request_id, to_wire(exc)),
                                           http_status_for(exc, modern=True)))
             return
-        wanted = call.params.get("notifications") if isinstance(call.params.get("notifications"), dict) else {}
-        caps = self.gateway.capabilities()
-        listener = Listener(call.principal.id, call.request_id)
-        honoured: dict[str, Any] = {}
-        for flag, kind in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
-                           ("resourcesListChanged", "resources")):
-            if wanted.get(flag) and kind in caps:
-                setattr(listener, kind, True)
-                honoured[flag] = True
-        uris = wanted.get("resourceSubscriptions")
-        if isinstance(uris, list) and caps.get("resources", {}).get("subscribe"):
-            listener.uris = {u for u in uris if isinstance(u, str)}
-            honoured["resourceSubscriptions"] = sorted(listener.uris)
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        ack = jsonrpc.notification("notifications/subscriptions/acknowledged",
-                                   {"notifications": honoured, "_meta": {META_SUBSCRIPTION_ID: call.request_id}})
         await send({"type": "http.response.body", "body": encode_event(jsonrpc.encode(ack)), "more_body": True})
-        await self.gateway.listen(call, listener)
         watcher = asyncio.create_task(_wait_disconnect(receive))
         try:
             while True:
@@ -444,7 +424,7 @@ class HttpFront:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
         finally:
             watcher.cancel()
-            self.gateway.unlisten(listener)
+            await self.gateway.unlisten(listener)
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 

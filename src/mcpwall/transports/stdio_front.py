@@ -16,14 +16,13 @@ from typing import Any
 
 from mcpwall.errors import McpwallError, ProtocolError, to_wire
 from mcpwall.gateway.call import ANONYMOUS, Call
-from mcpwall.gateway.core import Gateway, Listener
+from mcpwall.gateway.core import Gateway
 from mcpwall.gateway.sessions import FrontSession, SessionPeer
 from mcpwall.protocol import jsonrpc
 from mcpwall.protocol.versions import (
     LATEST_LEGACY,
     META_CLIENT_CAPABILITIES,
     META_PROTOCOL_VERSION,
-    META_SUBSCRIPTION_ID,
     MODERN_VERSIONS,
 )
 
@@ -95,7 +94,8 @@ class StdioFront:
         reject = await self.gateway.chain.authenticate(call)
         if reject is not None:
             if kind == "request":
-                await self.write(jsonrpc.error_response(call.request_id, {"code": reject.code, "message": reject.reason}))
+                error = {"code": reject.code, "message": reject.reason}
+                await self.write(jsonrpc.error_response(call.request_id, error))
             return
         if call.principal.anonymous and not self.gateway.config.security.allow_anonymous:
             if kind == "request":
@@ -114,7 +114,8 @@ class StdioFront:
         task = asyncio.create_task(self._serve(call))
         self._tasks.add(task)
         self.session.in_flight[call.request_id] = task
-        task.add_done_callback(lambda t, rid=call.request_id: self._done(t, rid))
+        rid = call.request_id
+        task.add_done_callback(lambda done: self._done(done, rid))
 
     def _done(self, task: asyncio.Task[Any], rid: Any) -> None:
         self._tasks.discard(task)
@@ -182,28 +183,16 @@ class StdioFront:
 
     async def _listen(self, call: Call) -> None:
         try:
-            await self.gateway.guard_request(call)
+            listener, ack = await self.gateway.listen(call)
         except McpwallError as exc:
             await self.write(jsonrpc.error_response(call.request_id, to_wire(exc)))
             return
-        wanted = call.params.get("notifications") if isinstance(call.params.get("notifications"), dict) else {}
-        caps = self.gateway.capabilities()
-        listener = Listener(call.principal.id, call.request_id)
-        honoured: dict[str, Any] = {}
-        for flag, kind in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
-                           ("resourcesListChanged", "resources")):
-            if wanted.get(flag) and kind in caps:
-                setattr(listener, kind, True)
-                honoured[flag] = True
-        await self.write(jsonrpc.notification("notifications/subscriptions/acknowledged",
-                                              {"notifications": honoured,
-                                               "_meta": {META_SUBSCRIPTION_ID: call.request_id}}))
-        await self.gateway.listen(call, listener)
+        await self.write(ack)
         try:
             while True:
                 await self.write(await listener.queue.get())
         finally:
-            self.gateway.unlisten(listener)
+            await self.gateway.unlisten(listener)
 
 
 async def stdio_streams() -> tuple[asyncio.StreamReader, Any]:

@@ -10,9 +10,10 @@ to the :class:`Sink` of the request they belong to.
 from __future__ import annotations
 
 import abc
+import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,13 +78,21 @@ class UpstreamSession(abc.ABC):
         # gateway progress token -> (client token, sink)
         self._progress: dict[str, tuple[Any, Sink]] = {}
         self.in_flight: dict[int, Sink | None] = {}
+        self._spawned: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it finishes."""
+        task = asyncio.create_task(coro)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
 
     def next_id(self) -> int:
         return next(self._ids)
 
     # -- shaping outgoing requests -------------------------------------------------------
 
-    def prepare_params(self, params: dict[str, Any] | None, options: RequestOptions) -> tuple[dict[str, Any] | None, str | None]:
+    def prepare_params(self, params: dict[str, Any] | None,
+                       options: RequestOptions) -> tuple[dict[str, Any] | None, str | None]:
         """Stamp the era's ``_meta`` and swap the client's progress token for a gateway one."""
         if params is None and self.era == "legacy":
             return None, None

@@ -166,7 +166,7 @@ class HttpSession(UpstreamSession):
                 if kind == "notification":
                     await self.route_notification(message, sink)
                 elif kind == "request":
-                    asyncio.create_task(self._answer(message, sink))
+                    self.spawn(self._answer(message, sink))
         raise UpstreamUnavailable(f"upstream {self.name} closed the stream before answering")
 
     async def _answer(self, message: dict[str, Any], sink: Sink | None) -> None:
@@ -222,7 +222,7 @@ class HttpSession(UpstreamSession):
         if kind == "notification":
             await self.route_notification(message, None)
         elif kind == "request":
-            asyncio.create_task(self._answer(message, None))
+            self.spawn(self._answer(message, None))
 
     async def aclose(self) -> None:
         if self.closed and self._listener is None:

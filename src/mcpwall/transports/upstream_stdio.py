@@ -160,14 +160,14 @@ class StdioSession(UpstreamSession):
             log.warning("upstream %s: ignored a bad message on stdout: %s", self.name, exc.message)
             return
         if kind in ("response", "error"):
-            future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+            future = self._pending.get(message.get("id"))
             if future is not None and not future.done():
                 future.set_result(message)
         elif kind == "notification":
             await self.route_notification(message, None)
         else:
             # A server→client request; answer it without blocking the reader.
-            asyncio.create_task(self._answer(message, None))
+            self.spawn(self._answer(message, None))
 
     async def _answer(self, message: dict[str, Any], sink: Sink | None) -> None:
         reply = await self.answer_server_request(message, sink)
