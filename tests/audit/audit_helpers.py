@@ -20,7 +20,8 @@ PG_URL = os.environ.get("MCPWALL_TEST_POSTGRES", "postgresql://postgres@127.0.0.
 
 def call(i: int, **extra: Any) -> dict[str, Any]:
     record = {"kind": "call", "ts": timestamp(), "id": f"d{i:06d}",
-              "principal": {"id": f"user{i % 7}", "auth": "apikey"}, "method": "tools/call", "upstream": "demo", "target": "echo" if i % 3 else "write_file",
+              "principal": {"id": f"user{i % 7}", "auth": "apikey"}, "method": "tools/call", "upstream": "demo",
+              "target": "echo" if i % 3 else "write_file",
               "decision": "deny" if i % 5 == 0 else "allow", "arguments": {"i": i}, "latency_ms": 0.5}
     record.update(extra)
     return record

@@ -307,3 +307,28 @@ async def test_bad_input_gets_clear_errors(gateway_factory: Any) -> None:
         assert (await http.get(gw.url, headers={"accept": "text/event-stream"})).status_code == 405
         assert (await http.delete(gw.url)).status_code == 405
         assert (await http.put(gw.url, content=b"{}")).status_code == 405
+
+
+@pytest.mark.node
+async def test_server_everything_over_legacy_sse(gateway_factory: Any, node_env: NodeEnv, tmp_path: Path) -> None:
+    port = free_port()
+    env = node_env.env()
+    env["PORT"] = str(port)
+    upstream = ManagedProcess(node_env.command("mcp-server-everything", "sse"),
+                              log_path=tmp_path / "everything-sse.log", env=env)
+    with upstream:
+        # GET /sse never ends, so readiness is the port accepting connections.
+        upstream.wait_until(lambda: _port_open(port), timeout=60, what=f"listening on {port}")
+        gw = gateway_factory({"servers": {"old": {"url": f"http://127.0.0.1:{port}/sse", "transport": "sse"}}})
+        for mode in MODES:
+            async with Client(gw.url, mode=mode) as client:
+                result = await client.call_tool("old__echo", {"message": "over sse"})
+                assert "over sse" in result_text(result)
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

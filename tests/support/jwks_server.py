@@ -23,7 +23,8 @@ class IdentityProvider:
         self.port = self._server.server_address[1]
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.jwks_uri = f"{self.issuer}/jwks.json"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
 
     def __enter__(self) -> IdentityProvider:
         self._thread.start()

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mcpwall.audit.record import genesis_hash, index_columns, record_hash
 from mcpwall.audit.signing import Checkpoint, verify_checkpoint
-from mcpwall.audit.store import COLUMNS, AuditStore, Head, Row
+from mcpwall.audit.store import COLUMNS, AuditStore, Head, Row, StoreError
 
 Kind = Literal["edited", "deleted", "reordered", "truncated", "signature"]
 PRUNE_EVENT = "audit.pruned"
@@ -110,7 +110,10 @@ def read_head_file(path: Path) -> Checkpoint | None:
 def verify_store(store: AuditStore, keys: dict[str, Ed25519PublicKey], *,
                  head_file: Checkpoint | None = None, head_file_name: str = "head file") -> Report:
     started = time.perf_counter()
-    head = store.head()
+    try:
+        head = store.head()
+    except StoreError:
+        head = None
     if head is None:
         report = Report()
         report.problems.append(Problem("truncated", None, "the store holds no audit chain"))

@@ -15,10 +15,10 @@ def main() -> None:
 
 def _register() -> None:
     # One line per subcommand module; each module defines a click command named like the module.
-    from mcpwall.cli import approvals, audit, check, keys, policy, serve
+    from mcpwall.cli import approvals, audit, check, keys, pins, policy, scan, serve
 
     for command in (serve.serve, serve.stdio, serve.wrap, serve.demo, check.check, audit.audit,
-                    keys.keys, policy.policy, approvals.approvals):
+                    keys.keys, policy.policy, approvals.approvals, pins.pins, scan.scan):
         main.add_command(command)
 
 

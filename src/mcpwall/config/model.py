@@ -155,6 +155,20 @@ class RestartConfig(Strict):
 
 HARD_MAX_TIMEOUT = 600.0
 
+Grade = Literal["A", "B", "C", "D", "F"]
+
+
+class AdmissionConfig(Strict):
+    """Scan an HTTP upstream with ``mcpwall scan`` at start and on a schedule; quarantine it below the bar."""
+
+    min_grade: Grade = Field("B", description="Lowest posture grade that keeps the upstream admitted.")
+    mcp_min_grade: Grade | None = Field(None, description="Optional bar for the MCP-protocol sub-grade too.")
+    rescan: Seconds = Field(3600.0, description="How often to scan again (re-admits an upstream that recovered).")
+    timeout: Seconds = Field(10.0, description="Per-request timeout of the scan.")
+    allow_loopback_http: bool = Field(
+        False, description="Accept plain HTTP to a loopback upstream (HTTPS and HSTS checks count as not applicable).")
+    cafile: str | None = Field(None, description="Extra CA bundle to verify the upstream's certificate.")
+
 
 class ServerConfig(Strict):
     """One upstream MCP server. Exactly one of ``command`` (stdio) and ``url`` (HTTP)."""
@@ -177,6 +191,8 @@ class ServerConfig(Strict):
                           "Default: principal for stdio, session for HTTP.")
     restart: RestartConfig = Field(default_factory=RestartConfig)
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    admission: AdmissionConfig | None = Field(
+        None, description="HTTP upstreams only: admit the upstream only while its scan grade meets the bar.")
 
     @field_validator("timeout")
     @classmethod
@@ -199,6 +215,8 @@ class ServerConfig(Strict):
             self.transport = self.transport or "http"
             if not (self.url or "").startswith(("http://", "https://")):
                 raise ValueError("'url' must be an http:// or https:// URL")
+        if self.admission is not None and self.command is not None:
+            raise ValueError("'admission' scans HTTP upstreams; it does not apply to 'command' upstreams")
         if self.session_scope is None:
             self.session_scope = "principal" if self.transport == "stdio" else "session"
         return self

@@ -167,7 +167,7 @@ def build_rule(spec: RuleSpec, *, category: str, pack: str, default_severity: st
 def load_pack(name: str, *, base_dir: Path | None = None) -> list[Rule]:
     """A built-in pack by name, or a pack file by path (relative to ``base_dir``)."""
     if name in BUILTIN_PACKS:
-        text = resources.files("mcpwall.detect").joinpath("rules", f"{name}.yaml").read_text("utf-8")
+        text = resources.files("mcpwall.detect").joinpath("rules").joinpath(f"{name}.yaml").read_text("utf-8")
         source = f"built-in pack {name}"
     else:
         path = Path(name)

@@ -30,6 +30,7 @@ from mcpwall.protocol import jsonrpc
 from mcpwall.protocol.versions import Era
 from mcpwall.transports.upstream_base import Handshake, RequestOptions, Sink, UpstreamSession
 from mcpwall.transports.upstream_http import HttpSession
+from mcpwall.transports.upstream_sse import SseSession
 from mcpwall.transports.upstream_stdio import StdioSession
 
 log = logging.getLogger("mcpwall.upstream")
@@ -102,6 +103,8 @@ class Upstream:
         self.on_unsolicited = on_unsolicited
         self.circuit = CircuitBreaker(name, config.circuit.failures, config.circuit.reset_after, events)
         self.modern: bool | None = None if config.era == "auto" else config.era == "modern"
+        if config.transport == "sse":
+            self.modern = False  # HTTP+SSE (2024-11-05) predates the modern era
         self.legacy: bool | None = None if config.era == "auto" else config.era == "legacy"
         self.handshake = Handshake()
         self.ready = False
@@ -228,6 +231,10 @@ class Upstream:
             session = StdioSession(self.name, era, self.config.command, self.config.args, env=self.config.env,
                                    cwd=self.config.cwd, limits=self.limits, legacy_capabilities=legacy_caps,
                                    on_unsolicited=unsolicited)
+        elif self.config.transport == "sse":
+            assert self._http is not None and self.config.url is not None
+            session = SseSession(self.name, self.config.url, self._http, limits=self.limits,
+                                 legacy_capabilities=legacy_caps, on_unsolicited=unsolicited)
         else:
             assert self._http is not None and self.config.url is not None
             session = HttpSession(self.name, era, self.config.url, self._http, limits=self.limits,

@@ -84,7 +84,7 @@ class ArgcheckGuard(Guard):
                     problem = await self._check(call, kind, value)
                     if problem is not None:
                         rule, message = problem
-                        return Reject(f"argcheck: {where}: {message}", as_tool_error=True,
+                        return Reject(f"argument {where}: {message}", as_tool_error=True,
                                       data={"path": where, "check": kind, "rule": rule},
                                       findings=[{"rule": f"argcheck.{kind}.{rule}", "path": where}])
         return PASS

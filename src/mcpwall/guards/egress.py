@@ -167,7 +167,7 @@ class EgressGuard(Guard):
         else:
             return PASS
         if found is None or len(found) > self.settings.max_urls:
-            return Reject("egress: too many URL arguments to check", as_tool_error=True,
+            return Reject("too many URL arguments to check", as_tool_error=True,
                           findings=[{"rule": "egress.too_many"}])
         policy = self.policy_for(call.server)
         checked: set[str] = set()
@@ -178,7 +178,7 @@ class EgressGuard(Guard):
             try:
                 await policy.check(url)
             except EgressDenied as exc:
-                return Reject(f"egress: {where}: {exc.message}", as_tool_error=True,
+                return Reject(f"URL argument {where}: {exc.message}", as_tool_error=True,
                               data={"path": where, "egress": exc.code},
                               findings=[{"rule": f"egress.{exc.code}", "path": where}])
         return PASS

@@ -165,14 +165,14 @@ class PinsGuard(Guard):
         if server is None or name is None or call.definition is None:
             return self._verdict(kind, {"rule": "pins.unknown", "kind": kind, "server": server, "name": name,
                                         "change": "unknown"},
-                                 f"pins: no definition of this {label} is known to the gateway, so it "
+                                 f"no definition of this {label} is known to the gateway, so it "
                                  "cannot be checked against its pin")
         try:
             pin = self._pin_of(server, kind, name, call.definition)
         except (TypeError, ValueError):
             return self._verdict(kind, {"rule": "pins.unhashable", "kind": kind, "server": server, "name": name,
                                         "change": "changed"},
-                                 f"pins: the definition of {label} {name!r} cannot be pinned")
+                                 f"the definition of {label} {name!r} cannot be pinned")
         key = (server, kind, name)
         pinned = self._pins().get(key)
         if pinned is not None and pinned.hash == pin.hash:
@@ -194,7 +194,7 @@ class PinsGuard(Guard):
         finding = self._report(server, Change(kind, name, change, pinned, pin),
                                "refused" if self.settings.pinning != "monitor" else "reported")
         return self._verdict(kind, finding,
-                             f"pins: {label} {name!r} of server {server!r} {what}; it stays blocked until an "
+                             f"{label} {name!r} of server {server!r} {what}; it stays blocked until an "
                              f"operator reviews `mcpwall pins diff` and runs `mcpwall pins approve {server}/{name}`")
 
     def _verdict(self, kind: str, finding: dict[str, Any], reason: str) -> Verdict:

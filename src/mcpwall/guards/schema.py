@@ -78,7 +78,7 @@ class SchemaGuard(Guard):
         if isinstance(compiled, SchemaRejected):
             if self.settings.on_unusable_schema == "pass":
                 return PASS
-            return Reject(f"schema: the input schema of tool {tool!r} is unusable ({compiled.message})",
+            return Reject(f"the input schema of tool {tool!r} is unusable ({compiled.message})",
                           as_tool_error=True, findings=[{"rule": "schema.unusable", "tool": tool}])
         raw = call.params.get("arguments", {})
         if raw is None:

@@ -174,7 +174,7 @@ def check_auth(ev: Evidence) -> Outcome:
     labels = {"initialize": "init_unauth", "server/discover": "discover_unauth",
               "tools/list (modern)": "list_modern_unauth", "tools/list (legacy)": "list_legacy_unauth"}
     exchanges = {name: ev.get(label) for name, label in labels.items()}
-    evidence = [ex.brief() for ex in exchanges.values() if ex is not None]
+    evidence = [f"{name}: {ex.brief()}" for name, ex in exchanges.items() if ex is not None]
     open_ = [name for name, ex in exchanges.items() if has_result(ex)]
     if open_:
         return "fail", f"answered {', '.join(open_)} without credentials", evidence
@@ -213,7 +213,7 @@ def check_admin(ev: Evidence) -> Outcome:
 def check_credentials(ev: Evidence) -> Outcome:
     scanner = text_scanner()
     ours = [v for v in ev.options.credentials.values() if v]
-    hits: list[str] = []
+    hits: dict[str, str] = {}  # redacted value -> first place it was seen
     for ex in ev.exchanges.values():
         if ex.status is None:
             continue
@@ -222,9 +222,10 @@ def check_credentials(ev: Evidence) -> Outcome:
             for value in ours:
                 text = text.replace(value, "")
             for match in scanner.secrets(text):
-                hits.append(f"{ex.brief()}: {match.rule} {match.excerpt}")
+                hits.setdefault(f"{match.rule} {match.excerpt}", ex.brief())
     if hits:
-        return "fail", f"{len(hits)} credential-like value(s) in responses", sorted(set(hits))[:10]
+        return "fail", f"{len(hits)} distinct credential-like value(s) in responses", \
+            [f"{value} in {where}" for value, where in list(hits.items())[:10]]
     return "pass", "no credential-like values in any response", []
 
 

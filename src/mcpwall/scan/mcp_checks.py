@@ -105,7 +105,8 @@ def _refused(ex: Exchange | None, baseline: Exchange | None) -> bool:
 
 def check_origin(ev: Evidence) -> Outcome:
     base, origin, host = ev.get("hello"), ev.get("foreign_origin"), ev.get("foreign_host")
-    evidence = [ex.brief() for ex in (base, origin, host) if ex is not None]
+    evidence = [f"{name}: {ex.brief()}" for name, ex in (("own Origin", base), ("foreign Origin", origin),
+                                                          ("foreign Host", host)) if ex is not None]
     accepted = [name for name, ex in (("foreign Origin", origin), ("foreign Host", host)) if _accepted(ex)]
     if accepted:
         return "fail", f"request with a {' and a '.join(accepted)} was served", evidence
@@ -121,7 +122,8 @@ def check_challenge(ev: Evidence) -> Outcome:
     challenged = [ev.get(x) for x in ("init_unauth", "list_modern_unauth", "list_legacy_unauth", "discover_unauth")]
     fours = [ex for ex in challenged if ex is not None and ex.status == 401]
     if not fours:
-        return "fail", "no 401 challenge to unauthenticated requests", [ex.brief() for ex in challenged if ex]
+        statuses = sorted({str(ex.status or ex.error) for ex in challenged if ex is not None})
+        return "fail", "no 401 challenge to unauthenticated requests", [f"statuses seen: {', '.join(statuses)}"]
     header = fours[0].header("www-authenticate") or ""
     if not header.lower().startswith("bearer"):
         return "fail", "401 without a Bearer WWW-Authenticate challenge", [f"WWW-Authenticate: {header[:120]}"]

@@ -1,0 +1,162 @@
+"""An upstream on the deprecated HTTP+SSE transport (protocol 2024-11-05), legacy era only.
+
+The session is one long GET stream: the server's first event names the endpoint to POST
+messages to, and every response, notification and server request arrives on that stream. The
+endpoint must stay on the upstream's own origin — a server cannot point the gateway elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from mcpwall.errors import ProtocolError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from mcpwall.protocol import jsonrpc
+from mcpwall.transports.sse import SSEParser
+from mcpwall.transports.upstream_base import (
+    RequestOptions,
+    UnsolicitedHandler,
+    UpstreamSession,
+    initialize_params,
+    parse_initialize,
+)
+
+log = logging.getLogger("mcpwall.upstream.sse")
+
+
+class SseSession(UpstreamSession):
+    def __init__(self, name: str, url: str, client: httpx.AsyncClient, *, limits: jsonrpc.Limits,
+                 legacy_capabilities: dict[str, Any], on_unsolicited: UnsolicitedHandler | None = None) -> None:
+        super().__init__(name, "legacy", on_unsolicited=on_unsolicited)
+        self.url = url
+        self.client = client
+        self.limits = limits
+        self.legacy_capabilities = legacy_capabilities
+        self.endpoint: str | None = None
+        self._endpoint_ready = asyncio.Event()
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def open(self, connect_timeout: float) -> None:
+        self._reader = asyncio.create_task(self._read())
+        try:
+            async with asyncio.timeout(connect_timeout):
+                await self._endpoint_ready.wait()
+        except TimeoutError:
+            raise UpstreamUnavailable(f"upstream {self.name} sent no endpoint event") from None
+        if self.endpoint is None:
+            raise UpstreamUnavailable(f"upstream {self.name} closed its event stream")
+        result = await self.request("initialize", initialize_params(self.legacy_capabilities, "2024-11-05"),
+                                    RequestOptions(timeout=connect_timeout))
+        self.handshake = parse_initialize(result)
+        await self.notify("notifications/initialized")
+
+    def _accept_endpoint(self, data: str) -> None:
+        endpoint = urljoin(self.url, data.strip())
+        base, target = urlsplit(self.url), urlsplit(endpoint)
+        if (base.scheme, base.netloc) != (target.scheme, target.netloc):
+            log.error("upstream %s: refused an endpoint on another origin", self.name)
+            self._endpoint_ready.set()
+            return
+        self.endpoint = endpoint
+        self._endpoint_ready.set()
+
+    async def _read(self) -> None:
+        try:
+            async with self.client.stream("GET", self.url, headers={"accept": "text/event-stream"},
+                                          timeout=httpx.Timeout(None, connect=10.0)) as response:
+                if response.status_code != 200:
+                    log.error("upstream %s: event stream answered HTTP %s", self.name, response.status_code)
+                    return
+                parser = SSEParser(max_event_bytes=self.limits.max_bytes)
+                async for chunk in response.aiter_bytes():
+                    for event in parser.feed(chunk):
+                        if event.event == "endpoint" and self.endpoint is None:
+                            self._accept_endpoint(event.data)
+                        elif event.event == "message":
+                            await self._on_message(event.data)
+        except (httpx.HTTPError, ProtocolError) as exc:
+            log.warning("upstream %s: event stream failed: %s", self.name, exc)
+        finally:
+            self.closed = True
+            self._endpoint_ready.set()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(UpstreamUnavailable(f"upstream {self.name} closed its event stream"))
+
+    async def _on_message(self, data: str) -> None:
+        try:
+            message = jsonrpc.decode(data, self.limits)
+            kind = jsonrpc.classify(message)
+        except ProtocolError as exc:
+            log.warning("upstream %s: ignored a bad message: %s", self.name, exc.message)
+            return
+        if kind in ("response", "error"):
+            future = self._pending.get(message.get("id"))
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif kind == "notification":
+            await self.route_notification(message, None)
+        else:
+            self.spawn(self._answer(message))
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        reply = await self.answer_server_request(message, None)
+        with contextlib.suppress(Exception):
+            await self._post(reply)
+
+    async def _post(self, message: dict[str, Any]) -> None:
+        if self.endpoint is None or self.closed:
+            raise UpstreamUnavailable(f"upstream {self.name} is not connected")
+        try:
+            response = await self.client.post(self.endpoint, content=jsonrpc.encode(message),
+                                              headers={"content-type": "application/json"})
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"upstream {self.name} is unreachable ({type(exc).__name__})") from None
+        if response.status_code >= 400:
+            raise UpstreamUnavailable(f"upstream {self.name} refused a message (HTTP {response.status_code})")
+
+    async def request(self, method: str, params: dict[str, Any] | None, options: RequestOptions) -> dict[str, Any]:
+        params, token = self.prepare_params(params, options)
+        rid = self.next_id()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        self.in_flight[rid] = options.sink
+        try:
+            await self._post(jsonrpc.request(rid, method, params))
+            async with asyncio.timeout(options.timeout):
+                message = await future
+        except TimeoutError:
+            await self._cancel_upstream(rid, "timeout")
+            raise UpstreamTimeout(f"upstream {self.name} did not answer within {options.timeout:g}s") from None
+        except asyncio.CancelledError:
+            await self._cancel_upstream(rid, "cancelled by the client")
+            raise
+        finally:
+            self._pending.pop(rid, None)
+            self.in_flight.pop(rid, None)
+            self.release_token(token)
+        if "error" in message:
+            raise UpstreamError(message["error"])
+        result: dict[str, Any] = message["result"]
+        return result
+
+    async def _cancel_upstream(self, rid: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.notify("notifications/cancelled", {"requestId": rid, "reason": reason}))
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self._post(jsonrpc.notification(method, params))
+
+    async def aclose(self) -> None:
+        self.closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+            self._reader = None

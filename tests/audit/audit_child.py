@@ -1,0 +1,36 @@
+"""A writer process for the crash test: appends records forever, printing each durable seq.
+
+Usage: python audit_child.py DB KEY HEAD. It never exits on its own; the test kills it with
+SIGKILL while batches are being written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from mcpwall.audit.record import timestamp
+from mcpwall.audit.signing import load_or_create
+from mcpwall.audit.sqlite import SqliteStore
+from mcpwall.audit.writer import AuditWriter, WriterOptions
+
+
+async def main(db: Path, key: Path, head: Path) -> None:
+    writer = AuditWriter(SqliteStore(db), load_or_create(key),
+                         WriterOptions(head_file=head, retention=0, checkpoint_every=100, batch_max=64))
+    await writer.start()
+    i = 0
+    while True:
+        for _ in range(49):
+            i += 1
+            writer.submit({"kind": "call", "ts": timestamp(), "id": f"c{i}", "method": "tools/call",
+                           "arguments": {"n": i, "pad": "x" * 200}, "decision": "allow"})
+        i += 1
+        future = writer.submit({"kind": "call", "ts": timestamp(), "id": f"c{i}", "decision": "allow"}, wait=True)
+        assert future is not None
+        print(await future, flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
