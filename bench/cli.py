@@ -100,9 +100,16 @@ def run(args: argparse.Namespace) -> int:
         if note:
             results["notes"].append(note)
         try:
+            from bench.targets import bench_settings_note, forced_guards
+
             results["meta"]["default_policy"] = default_policy()[1]
+            results["meta"]["forced_guards"] = forced_guards()
+            results["notes"].append(f"'no guards' still runs the guards every config gets: "
+                                    f"{', '.join(forced_guards())}; the default policy is "
+                                    f"{results['meta']['default_policy']}")
+            results["notes"].append(bench_settings_note())
         except Exception as exc:
-            results["notes"].append(f"could not read the default policy: {exc!r}")
+            results["notes"].append(f"could not read the guard registry or default policy: {exc!r}")
         groups = [g for g in plan.groups(args.quick, guard_keys) if g.name in names]
         log(f"mcpwall benchmark: {len(groups)} groups, about {_estimate(groups, runner, options):.0f} s of "
             f"measurement; results in {run_dir}")
@@ -158,8 +165,6 @@ def _write(results: dict[str, Any], run_dir: Path, args: argparse.Namespace) -> 
             shutil.copyfile(run_dir / name, args.out / f"latest.{name.split('.', 1)[1]}"
                             if name != "results.json" else args.out / "latest.json")
     print(text)
-    for note in results["notes"]:
-        print(f"note: {note}")
     print(f"results: {run_dir}")
 
 

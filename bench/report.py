@@ -146,6 +146,7 @@ def render(results: dict[str, Any], markdown: bool) -> str:
     parts.append(f"mcpwall benchmark — {meta['started']} — {m['nproc']} × {m['cpu_model']}, {m['ram_gib']} GiB RAM, "
                  f"Python {m['python']}; {meta['mode']} run: {meta['repeats']} repeats × {meta['duration']} s "
                  f"(+{meta['warmup']} s warm-up), medians; total {meta.get('seconds', 0):.0f} s")
+    parts.extend(("- " if markdown else "note: ") + note for note in results.get("notes", []))
     ceiling = results.get("extras", {}).get("ceiling")
     if ceiling:
         parts.append(f"Load generator ceiling: {ceiling['max_rps']:.0f} calls/s against a static responder; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -332,3 +333,36 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_upstream_environment_is_minimal(gateway_factory: Any) -> None:
+    gw = gateway_factory({"servers": {"sdk": sdk_stdio(env={"GIVEN": "yes"})}},
+                         env={**os.environ, "GATEWAY_SECRET": "hunter2"})
+    async with Client(gw.url, mode="legacy") as client:
+        leaked = json.loads(result_text(await client.call_tool("sdk__env", {"name": "GATEWAY_SECRET"})))
+        given = json.loads(result_text(await client.call_tool("sdk__env", {"name": "GIVEN"})))
+    assert leaked["set"] is False
+    assert given["value"] == "yes"
+
+
+async def test_shutdown_leaves_no_upstream_processes(tmp_path: Path) -> None:
+    from support.gateway import run_gateway
+
+    with run_gateway({"servers": {"sdk": sdk_stdio()}}, workdir=tmp_path) as gw:
+        async with Client(gw.url, mode="legacy") as client:
+            pid = json.loads(result_text(await client.call_tool("sdk__env", {"name": "X"})))["pid"]
+        assert _alive(pid)
+    # run_gateway stopped the gateway with SIGTERM: its upstream must be gone and reaped.
+    with anyio.fail_after(15):
+        while _alive(pid):
+            await anyio.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False

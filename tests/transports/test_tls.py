@@ -14,12 +14,12 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from tests.support.pki import Issued, issue, make_ca
 
 from mcpwall.auth.mtls import MtlsMethod, MtlsSettings
 from mcpwall.config.model import TlsConfig
 from mcpwall.gateway.call import ANONYMOUS, Call
 from mcpwall.transports.tls import build_server_context, describe_certificate, tls_info, uvicorn_kwargs
-from tests.support.pki import Issued, issue, make_ca
 
 
 async def echo_tls(scope: Any, receive: Any, send: Any) -> None:
@@ -71,12 +71,12 @@ class Pki:
         return ctx
 
 
-async def serve(tls: TlsConfig, base: Path) -> AsyncIterator[str]:
+async def serve(tls: TlsConfig, base: Path, http: str = "h11") -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(echo_tls, log_level="warning", lifespan="on", server_header=False,
-                            **uvicorn_kwargs(tls, base, http="h11"))
+                            **uvicorn_kwargs(tls, base, http=http))
     server = uvicorn.Server(config)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
@@ -94,9 +94,9 @@ def pki(tmp_path: Path) -> Pki:
     return Pki(tmp_path)
 
 
-@pytest.fixture
-async def url(pki: Pki) -> AsyncIterator[str]:
-    async for address in serve(pki.tls(), pki.dir):
+@pytest.fixture(params=["h11", "httptools"])
+async def url(request: pytest.FixtureRequest, pki: Pki) -> AsyncIterator[str]:
+    async for address in serve(pki.tls(), pki.dir, request.param):
         yield address
 
 

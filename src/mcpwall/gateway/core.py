@@ -231,7 +231,7 @@ class Gateway:
             raise
         except Exception as exc:
             outcome.decision, outcome.error_code = "error", -32603
-            reply = Reply(jsonrpc.error_response(call.request_id, to_wire(exc)), 200 if call.era == "legacy" else 500)
+            reply = Reply(jsonrpc.error_response(call.request_id, to_wire(exc)), 200)
         finally:
             outcome.latency_ms = (time.monotonic() - call.started) * 1000
             await self.chain.on_complete(call, outcome)
