@@ -49,6 +49,7 @@ def _options(args: argparse.Namespace) -> Options:
                    duration=args.duration or (0.3 if quick else 0.8),
                    warmup=args.warmup if args.warmup is not None else (0.1 if quick else 0.2),
                    drain_timeout=2.0 if quick else 3.0,
+                   min_samples=5 if quick else 20, max_duration=3.0 if quick else 8.0,
                    configs=[c.strip() for c in args.configs.split(",")] if args.configs else None)
 
 

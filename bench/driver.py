@@ -67,7 +67,7 @@ class LoadGen:
 
     def run(self, spec: dict[str, Any]) -> dict[str, Any]:
         """A timed run, split across the workers when there are enough clients."""
-        timeout = spec.get("setup_timeout", 30.0) + spec.get("warmup", 0.5) + spec.get("duration", 2.0) \
+        timeout = spec.get("setup_timeout", 30.0) + spec.get("warmup", 0.5) + spec.get("max_duration", 8.0) \
             + spec.get("drain_timeout", 10.0) + 20.0
         concurrency = int(spec["concurrency"])
         used = min(self.count, concurrency)

@@ -28,6 +28,8 @@ class Options:
     duration: float = 0.8
     warmup: float = 0.2
     drain_timeout: float = 3.0
+    min_samples: int = 20  # a slow target's window grows until this many requests finished…
+    max_duration: float = 8.0  # …up to this long
     configs: list[str] | None = None  # restrict to these configuration keys
     verbose: bool = True
 
@@ -84,7 +86,9 @@ class Runner:
             watch["upstream"] = upstream.pid
         spec = {"host": endpoint.host, "port": endpoint.port, "path": endpoint.path, "era": scenario.era,
                 "op": scenario.op, "concurrency": scenario.concurrency, "duration": self.options.duration,
-                "warmup": self.options.warmup, "drain_timeout": self.options.drain_timeout, "watch_pids": watch}
+                "warmup": self.options.warmup, "drain_timeout": self.options.drain_timeout, "watch_pids": watch,
+                "min_samples": self.options.min_samples, "max_duration": max(self.options.max_duration,
+                                                                              self.options.duration)}
         with Sampler({"target": endpoint.pid}) as sampler:
             raw = self.loadgen.run(spec)
         return stats.summarize(raw, peak_rss=sampler.peak_rss.get("target", 0))

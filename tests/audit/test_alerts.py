@@ -81,7 +81,8 @@ def test_first_time_tool_and_capability_class() -> None:
     alerts.observe_call(tool_call("read_file", definition=read), Outcome("allow"))
     alerts.observe_call(tool_call("read_file", definition=read), Outcome("allow"))
     alerts.observe_call(tool_call("read_file", "bob", definition=read), Outcome("allow"))
-    alerts.observe_call(tool_call("write_file", definition={"annotations": {"destructiveHint": False}}), Outcome("allow"))
+    write = {"annotations": {"destructiveHint": False}}
+    alerts.observe_call(tool_call("write_file", definition=write), Outcome("allow"))
     got = [(a.rule, a.subject) for a in alerts.recent]
     assert got == [("new_tool", "fs/read_file"), ("new_capability", "alice:read"), ("new_capability", "bob:read"),
                    ("new_tool", "fs/write_file"), ("new_capability", "alice:write")]

@@ -169,3 +169,16 @@ def test_normalize_host_never_fails_unexpectedly(text: str) -> None:
     assert host.name.isascii()
     if host.ip is None:
         assert "%" not in host.name and "/" not in host.name and "@" not in host.name
+
+
+@given(ipv4s)
+def test_an_address_passes_only_if_it_is_globally_reachable(ip: ipaddress.IPv4Address) -> None:
+    if classify(ip) is None:
+        assert ip.is_global
+
+
+@given(st.integers(min_value=0, max_value=2**128 - 1).map(ipaddress.IPv6Address))
+def test_an_ipv6_address_passes_only_if_it_is_globally_reachable(ip: ipaddress.IPv6Address) -> None:
+    if classify(ip) is None:
+        inner = embedded_ipv4(ip)
+        assert inner.is_global if inner is not None else ip.is_global

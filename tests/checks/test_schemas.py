@@ -23,7 +23,8 @@ def test_local_refs_and_declared_drafts_compile() -> None:
                                 "properties": {"n": {"$ref": "#/$defs/n"}}})
     assert validator.is_valid({"n": 1}) and not validator.is_valid({"n": "x"})
     draft7 = compile_schema({"$schema": "http://json-schema.org/draft-07/schema#",
-                             "definitions": {"s": {"type": "string"}}, "properties": {"s": {"$ref": "#/definitions/s"}}})
+                             "definitions": {"s": {"type": "string"}},
+                             "properties": {"s": {"$ref": "#/definitions/s"}}})
     assert not draft7.is_valid({"s": 1})
 
 

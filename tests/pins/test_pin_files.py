@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ def test_canonical_definition_keeps_only_pinned_fields_and_the_upstream_name() -
 
 
 def test_canonical_json_is_sorted_compact_utf8() -> None:
-    assert canonical_json({"b": 1, "a": {"d": "\u00e9", "c": [1, 2]}}) == '{"a":{"c":[1,2],"d":"\u00e9"},"b":1}'.encode()
+    expected = '{"a":{"c":[1,2],"d":"\u00e9"},"b":1}'.encode()
+    assert canonical_json({"b": 1, "a": {"d": "\u00e9", "c": [1, 2]}}) == expected
 
 
 def test_hash_ignores_key_order_null_fields_and_meta() -> None:
@@ -174,3 +176,10 @@ def test_replace_servers_drops_stale_entries_of_those_servers_only(tmp_path: Pat
 
 def test_hash_format() -> None:
     assert definition_hash({}).startswith("sha256:") and len(definition_hash({})) == 7 + 64
+
+
+@given(st.text(max_size=300))
+def test_loading_arbitrary_text_raises_only_lockfile_errors(text: str) -> None:
+    for source in ("mcpwall.lock", "mcpwall.lock.json"):
+        with contextlib.suppress(lockfile.LockfileError):
+            lockfile.loads(text, source)

@@ -10,8 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
-
-from tests.support.pki import public_jwk, rsa_key
+from support.pki import public_jwk, rsa_key
 
 
 class IdentityProvider:

@@ -17,7 +17,7 @@ def _feed_in_chunks(stream: bytes, cuts: list[int]) -> list[str]:
     parser = SSEParser()
     events = []
     last = 0
-    for cut in sorted(set(c % (len(stream) + 1) for c in cuts)) + [len(stream)]:
+    for cut in [*sorted({c % (len(stream) + 1) for c in cuts}), len(stream)]:
         events += parser.feed(stream[last:cut])
         last = cut
     return [e.data for e in events]

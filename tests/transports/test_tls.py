@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from tests.support.pki import Issued, issue, make_ca
+from support.pki import Issued, issue, make_ca
 
 from mcpwall.auth.mtls import MtlsMethod, MtlsSettings
 from mcpwall.config.model import TlsConfig
@@ -81,7 +81,7 @@ async def serve(tls: TlsConfig, base: Path, http: str = "h11") -> AsyncIterator[
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(10):
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
                 await anyio.sleep(0.01)
         try:
             yield f"https://127.0.0.1:{port}/"

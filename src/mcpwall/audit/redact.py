@@ -30,7 +30,7 @@ TRUNCATED = "[TRUNCATED]"
 
 # Words that, as a whole token of a key name, mark the value as a credential.
 _CREDENTIAL_WORDS = frozenset({
-    "password", "passwd", "pwd", "passphrase", "secret", "secrets", "token", "tokens", "apikey",
+    "password", "passwd", "pwd", "passphrase", "secret", "secrets", "token", "apikey",
     "authorization", "auth", "credential", "credentials", "cookie", "cookies", "bearer",
     "privatekey", "accesskey", "secretkey", "sessionid", "jwt", "otp", "mfa", "signature",
     "xapikey", "proxyauthorization", "setcookie", "sessiontoken", "refreshtoken", "accesstoken",
@@ -41,6 +41,14 @@ _CREDENTIAL_PAIRS = frozenset({
     ("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("session", "id"),
     ("client", "secret"), ("signing", "key"), ("encryption", "key"), ("master", "key"),
     ("session", "key"), ("shared", "key"),
+})
+# A credential word followed by one of these names something about the credential, not the
+# credential itself ("auth_method", "token_type", "password_policy", "secret_name").
+_DESCRIPTIVE = frozenset({
+    "method", "methods", "type", "types", "scheme", "mode", "url", "uri", "endpoint", "provider", "server",
+    "status", "required", "enabled", "name", "names", "id", "ids", "count", "length", "policy", "expiry",
+    "expires", "expiresat", "ttl", "at", "hint", "format", "kind", "version", "source", "location", "path",
+    "field", "header", "param", "scope", "scopes",
 })
 _TOKEN_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
@@ -73,6 +81,8 @@ def is_credential_key(key: str) -> bool:
         return False
     if "".join(tokens) in _CREDENTIAL_WORDS:
         return True
+    if len(tokens) > 1 and tokens[-1] in _DESCRIPTIVE:
+        return False
     if any(t in _CREDENTIAL_WORDS for t in tokens):
         return True
     return any(pair in _CREDENTIAL_PAIRS for pair in itertools.pairwise(tokens))

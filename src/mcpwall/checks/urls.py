@@ -149,7 +149,9 @@ class EgressPolicy:
 
     def check_ip(self, ip: IPAddress) -> None:
         """Refuse an address that is denied, or in a blocked category and not allowed."""
-        bare = ipaddress.ip_address(ip.compressed.split("%", 1)[0])
+        bare = ip
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+            bare = ipaddress.IPv6Address(ip.compressed.split("%", 1)[0])
         if any(bare.version == net.version and bare in net for net in self.deny_cidrs):
             raise EgressDenied("denied_cidr", f"address {bare} is in a denied range")
         category = classify(bare)

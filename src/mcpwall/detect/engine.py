@@ -247,24 +247,40 @@ def _touched(starts: list[int], texts: Sequence[str], spans: list[tuple[int, int
 
 
 def _compile_hyperscan(rules: Sequence[Rule]) -> Any:
+    """One database for all rules plus the "needs normalising" class.
+
+    Patterns Hyperscan finds too large to compile exactly (wide negated classes in UTF-8 mode
+    grow quickly) are compiled in its prefilter mode, which may report extra windows but never
+    misses one; the ``re`` confirmation removes the extras, so results do not change."""
     assert _hs is not None
     special = pcre_class(special_ranges())
     expressions = [r.pattern.pcre.encode() for r in rules] + [special.encode()]
     base = _hs.HS_FLAG_UTF8 | _hs.HS_FLAG_SINGLEMATCH
     flags = [base | (_hs.HS_FLAG_CASELESS if r.pattern.ignore_case else 0) for r in rules] + [base]
-    database = _hs.Database(mode=_hs.HS_MODE_BLOCK)
     try:
-        database.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
-                         flags=flags)
-    except _hs.error as exc:
-        # Find the culprit so the config error can name it.
-        for rule, expression, flag in zip(rules, expressions, flags, strict=False):
-            probe = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        return _hs_database(expressions, flags)
+    except _hs.error:
+        pass
+    for index, rule in enumerate(rules):
+        try:
+            _hs_database([expressions[index]], [flags[index]])
+        except _hs.error:
+            flags[index] |= _hs.HS_FLAG_PREFILTER
             try:
-                probe.compile(expressions=[expression], ids=[0], elements=1, flags=[flag])
-            except _hs.error as inner:
-                raise RuleError(f"rule {rule.id}: the pattern engine cannot compile it ({inner})") from None
+                _hs_database([expressions[index]], [flags[index]])
+            except _hs.error as exc:
+                raise RuleError(f"rule {rule.id}: the pattern engine cannot compile it ({exc})") from None
+    try:
+        return _hs_database(expressions, flags)
+    except _hs.error as exc:
         raise RuleError(f"the pattern engine cannot compile the rule set ({exc})") from None
+
+
+def _hs_database(expressions: list[bytes], flags: list[int]) -> Any:
+    assert _hs is not None
+    database = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+    database.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
+                     flags=flags)
     return database
 
 

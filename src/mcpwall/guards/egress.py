@@ -147,7 +147,17 @@ class EgressGuard(Guard):
         self._default = build_policy(settings, None)
         self._policies = {name: build_policy(settings, name) for name in settings.servers}
         self._words = frozenset(w.lower() for w in settings.url_names)
+        self._named: dict[str, bool] = {}  # argument name -> marks a URL
         env.state["egress"] = self  # the argcheck guard judges `url` arguments with these rules
+
+    def _url_named(self, key: str) -> bool:
+        named = self._named.get(key)
+        if named is None:
+            named = any(w in self._words for w in name_words(key))
+            if len(self._named) >= 4096:
+                self._named.clear()
+            self._named[key] = named
+        return named
 
     def policy_for(self, server: str | None) -> EgressPolicy:
         return self._policies.get(server, self._default) if server is not None else self._default
@@ -223,7 +233,7 @@ class EgressGuard(Guard):
                 sub = properties.get(key) if isinstance(properties, dict) else None
                 if not isinstance(sub, dict):
                     sub = extra if isinstance(extra, dict) else None
-                named = isinstance(key, str) and any(w in self._words for w in name_words(key))
+                named = isinstance(key, str) and self._url_named(key)
                 pointer = f"{where}/{str(key).replace('~', '~0').replace('/', '~1')}"
                 if not self._walk(child, sub, pointer, named, found, budget):
                     return False

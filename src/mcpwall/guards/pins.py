@@ -174,7 +174,7 @@ class PinsGuard(Guard):
                                         "change": "changed"},
                                  f"the definition of {label} {name!r} cannot be pinned")
         key = (server, kind, name)
-        pinned = self._pins().get(key)
+        pinned = self.book.current().get(key) or self._first_use.get(key)
         if pinned is not None and pinned.hash == pin.hash:
             return PASS
         withheld = self._withheld.get(key)
@@ -230,6 +230,9 @@ class PinsGuard(Guard):
         except Exception:
             log.exception("pins: could not record first-seen definitions; they stay pinned in memory only")
             self.env.events.emit("pin.store_error", count=len(fresh))
+            return
+        for key in fresh:  # the store has them now; keep the in-memory layer small
+            self._first_use.pop(key, None)
 
     def _report(self, server: str, change: Change, action: str) -> dict[str, Any]:
         finding: dict[str, Any] = {

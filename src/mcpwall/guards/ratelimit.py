@@ -135,7 +135,8 @@ class _Matcher:
 
     @classmethod
     def of(cls, spec: _Scope) -> _Matcher:
-        return cls(frozenset(spec.roles), glob_regex(spec.tools), glob_regex(spec.servers), glob_regex(spec.methods))
+        return cls(frozenset(spec.roles), glob_regex(spec.tools), glob_regex(spec.servers),
+                   glob_regex(spec.methods, segments=False))
 
     def applies(self, call: Call, tool: str | None) -> bool:
         if self.methods is None or not self.methods.match(call.method):

@@ -20,10 +20,11 @@ from mcpwall.policy.model import DAYS, ArgConstraint, Window
 _MISSING = object()
 
 
-def glob_regex(patterns: Iterable[str]) -> re.Pattern[str] | None:
+def glob_regex(patterns: Iterable[str], *, segments: bool = True) -> re.Pattern[str] | None:
     """One regex for a set of globs: ``**`` matches anything, ``*`` anything but ``/``, ``?`` one
-    character but ``/``. Matching is case-sensitive and anchored. None for an empty set."""
-    parts = [_translate(p) for p in patterns]
+    character but ``/``. Matching is case-sensitive and anchored. None for an empty set.
+    With ``segments=False`` (JSON-RPC method names) ``*`` and ``?`` match ``/`` too."""
+    parts = [_translate(p if segments else p.replace("**", "*").replace("*", "**")) for p in patterns]
     if not parts:
         return None
     return re.compile("(?:" + "|".join(parts) + r")\Z", re.DOTALL)

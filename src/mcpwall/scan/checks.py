@@ -212,7 +212,10 @@ def check_admin(ev: Evidence) -> Outcome:
 
 def check_credentials(ev: Evidence) -> Outcome:
     scanner = text_scanner()
-    ours = [v for v in ev.options.credentials.values() if v]
+    # The scanner's own credentials echoed back are not a leak of the server's secrets.
+    ours = sorted({part for v in ev.options.credentials.values() if v
+                   for part in (v, re.sub(r"(?i)^(?:bearer|basic|token)\s+", "", v)) if len(part) >= 8},
+                  key=len, reverse=True)
     hits: dict[str, str] = {}  # redacted value -> first place it was seen
     for ex in ev.exchanges.values():
         if ex.status is None:

@@ -220,7 +220,7 @@ def check_unpinned(entry: ServerEntry) -> list[Finding]:
            "python": "Pin an exact version (`uvx pkg==1.2.3` or `--from pkg==1.2.3`).",
            "image": "Pin the image by digest (`image@sha256:…`) or at least an explicit version tag."}[kind]
     return [_finding(entry, "unpinned-package", "medium", "package runs at whatever version is newest",
-                     f"{entry.label}: {entry.command} … {spec}", fix)]
+                     f"{entry.command} … {spec}", fix)]
 
 
 def check_secrets(entry: ServerEntry) -> list[Finding]:
@@ -252,7 +252,7 @@ def check_secrets(entry: ServerEntry) -> list[Finding]:
     if not found:
         return []
     return [_finding(entry, "inline-secret", "high", "secret written into the client configuration",
-                     f"{entry.label}: {'; '.join(found[:5])}",
+                     f"{'; '.join(found[:5])}",
                      "Reference secrets from the environment or the client's secret input (`${env:NAME}`, "
                      "`${input:…}`) instead of writing them into the file; rotate the ones that were written.")]
 
@@ -270,7 +270,7 @@ def check_plain_http(entry: ServerEntry) -> list[Finding]:
             continue
         if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname):
             out.append(_finding(entry, "plain-http-remote", "high", "remote MCP server reached over plain HTTP",
-                                f"{entry.label}: {where} {redact_url(url)}",
+                                f"{where} {redact_url(url)}",
                                 "Use https:// for every remote server; plain HTTP exposes tokens and tool traffic."))
     return out
 
@@ -290,7 +290,7 @@ def check_broad_roots(entry: ServerEntry, home: str) -> list[Finding]:
     if not broad:
         return []
     return [_finding(entry, "broad-filesystem-root", "high", "server is given the whole home directory or disk",
-                     f"{entry.label}: {', '.join(sorted(set(broad)))}",
+                     f"{', '.join(sorted(set(broad)))}",
                      "Give the server only the project directories it needs, never / or the home directory "
                      "(which holds SSH keys, cloud credentials and every other client's config).")]
 
@@ -330,7 +330,7 @@ def check_container(entry: ServerEntry, home: str) -> list[Finding]:
     if not bad:
         return []
     return [_finding(entry, "container-isolation", "high", "container flags break its isolation",
-                     f"{entry.label}: {', '.join(dict.fromkeys(bad))}",
+                     f"{', '.join(dict.fromkeys(bad))}",
                      "Run MCP containers unprivileged, on the default network, with only the directories they "
                      "need mounted read-only where possible; never mount / or the Docker socket.")]
 
@@ -358,7 +358,8 @@ def check_mcpwall(entry: ServerEntry, gateways: Iterable[str]) -> list[Finding]:
     how = ("wrap it: `mcpwall wrap -- <command> <args>` (see `mcpwall scan --clients --wrap`)" if entry.command
            else "point the client at your mcpwall gateway and configure this URL as an upstream there")
     return [_finding(entry, "not-behind-mcpwall", "low", "server is not routed through mcpwall",
-                     f"{entry.label}: {entry.transport}", f"Route it through mcpwall: {how}.")]
+                     "started directly by the client" if entry.command else f"{entry.transport} server reached directly",
+                     f"Route it through mcpwall: {how}.")]
 
 
 def check_remote_script(entry: ServerEntry) -> list[Finding]:
@@ -366,7 +367,7 @@ def check_remote_script(entry: ServerEntry) -> list[Finding]:
     if re.search(r"(?:curl|wget)\b[^|;]*\|\s*(?:sudo\s+)?(?:ba|z|da)?sh\b", joined) or \
             re.search(r"\b(?:bash|sh|zsh)\s+-c\b.*https?://", joined):
         return [_finding(entry, "remote-script", "high", "server starts by running a script fetched from the network",
-                         f"{entry.label}: {redact_args([joined])[0][:160]}",
+                         f"{redact_args([joined])[0][:160]}",
                          "Install the server from a pinned package instead of piping a download into a shell.")]
     return []
 

@@ -34,7 +34,7 @@ box-shadow:0 1px 3px rgba(16,24,40,.1);overflow:hidden}
 th,td{padding:9px 12px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 th{background:#f9fafb;color:var(--muted);font-size:11px;text-transform:uppercase;letter-spacing:.5px;font-weight:600}
 tr:last-child td{border-bottom:0}td.cap{text-align:center;width:74px}
-th.cap{text-align:center;writing-mode:vertical-rl;transform:rotate(180deg);height:110px;padding:8px 4px}
+th.cap{text-align:center;padding:9px 4px;line-height:1.2}
 .dot{display:inline-block;width:14px;height:14px;border-radius:50%;background:var(--accent)}
 .dot.shell,.dot.filesystem-write,.dot.secrets{background:var(--high)}.dot.network-egress{background:var(--med)}
 .none{color:#d0d5dd}.unk{color:var(--muted);font-size:12px}
@@ -90,13 +90,17 @@ def _cards(pairs: list[tuple[str, str, str]]) -> str:
         for value, label, cls in pairs) + "</div>"
 
 
+_CAP_LABEL = {"filesystem-read": "Files<br>read", "filesystem-write": "Files<br>write",
+              "network-egress": "Network<br>egress", "shell": "Shell", "secrets": "Secrets", "database": "Data-<br>base"}
+
+
 def _cap_cell(capability: str, present: bool) -> str:
     mark = f'<span class="dot {capability}" title="{capability}"></span>' if present else '<span class="none">·</span>'
     return f'<td class="cap">{mark}</td>'
 
 
 def _matrix(report: ClientsReport) -> str:
-    head = "".join(f'<th class="cap">{escape(c)}</th>' for c in CAPABILITIES)
+    head = "".join(f'<th class="cap" title="{escape(c)}">{_CAP_LABEL[c]}</th>' for c in CAPABILITIES)
     rows = []
     for entry in report.servers:
         if entry.tools is None:

@@ -114,11 +114,10 @@ def _entry_lines(style: Style, entry: ServerEntry, seen: set[str]) -> list[str]:
     elif entry.connect_error:
         lines.append(style(f"      not connected: {entry.connect_error}", fg="yellow"))
     for finding in entry.findings:
-        if finding.rule.startswith("tool-") and finding.severity in ("low", "info"):
+        if finding.rule in ("tool-url-input", "tool-path-input"):
             continue  # surfaces are summarised by the capability line
         tag = style(f"{finding.severity.upper():<7}", fg=_SEVERITY_COLOUR[finding.severity], bold=True)
-        detail = finding.detail.split(": ", 1)[-1]
-        lines.append(f"      {tag} {finding.title}: {textwrap.shorten(detail, 60, placeholder='…')}")
+        lines.append(f"      {tag} {finding.title}: {textwrap.shorten(finding.detail, 60, placeholder='…')}")
         if finding.rule not in seen and finding.fix:
             lines += [style(line, dim=True) for line in _wrap("fix: " + finding.fix, "              ")]
             seen.add(finding.rule)
