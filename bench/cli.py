@@ -32,8 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("names", nargs="*", metavar="NAME", help="what to run (default: everything)")
     parser.add_argument("--quick", action="store_true", help="smoke test: one short repeat of a few scenarios")
     parser.add_argument("--repeats", type=int, help="repeats per scenario and configuration (full: 3)")
-    parser.add_argument("--duration", type=float, help="measured seconds per run (full: 0.8)")
-    parser.add_argument("--warmup", type=float, help="warm-up seconds per run (full: 0.2)")
+    parser.add_argument("--duration", type=float, help="measured seconds per run (full: 0.6)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per run (full: 0.15)")
     parser.add_argument("--configs", help="comma-separated configurations to run: direct, mcpwall, default, "
                                           "fastmcp, +GUARD or guards (all per-guard ones)")
     parser.add_argument("--sessions", type=int, default=1000, help="idle legacy sessions to open (default 1000)")
@@ -46,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace) -> Options:
     quick = args.quick
     return Options(repeats=args.repeats or (1 if quick else 3),
-                   duration=args.duration or (0.3 if quick else 0.8),
-                   warmup=args.warmup if args.warmup is not None else (0.1 if quick else 0.2),
+                   duration=args.duration or (0.3 if quick else 0.6),
+                   warmup=args.warmup if args.warmup is not None else (0.1 if quick else 0.15),
                    drain_timeout=2.0 if quick else 3.0,
                    min_samples=5 if quick else 20, max_duration=3.0 if quick else 8.0,
                    configs=[c.strip() for c in args.configs.split(",")] if args.configs else None)
@@ -145,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
         finally:
             runner.close()
             loadgen.close()
+    # Every process this run started, so that anyone can check that none outlived it.
+    stdio_pids = [("stdio-target", run["pid"]) for g in results["groups"] for rec in g["records"]
+                  for run in rec.get("runs", []) if run.get("pid")]
+    results["meta"]["spawned"] = [*supervisor.spawned, *stdio_pids]
     results["meta"]["seconds"] = time.perf_counter() - started
     results["bar"] = report.bar(results)
     _write(results, run_dir, args)

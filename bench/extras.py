@@ -12,6 +12,7 @@ idle legacy session, time until ``mcpwall serve`` is ready, and content-scanning
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import subprocess
@@ -138,10 +139,8 @@ def scan(quick: bool) -> dict[str, Any]:
             result["result"] = parsed
             break
     if proc.stdout.strip().startswith("{"):
-        try:
+        with contextlib.suppress(ValueError):
             result["result"] = json.loads(proc.stdout)
-        except ValueError:
-            pass
     log("   " + (proc.stdout.strip().splitlines() or ["(no output)"])[-1][:200])
     return result
 

@@ -19,9 +19,9 @@ import sys
 
 async def serve(upstream: str, host: str, port: int, json_response: bool) -> None:
     import uvicorn
-    from fastmcp import Client
-    from fastmcp.client.transports import StreamableHttpTransport
-    from fastmcp.server import create_proxy
+    from fastmcp import Client  # type: ignore[import-not-found]
+    from fastmcp.client.transports import StreamableHttpTransport  # type: ignore[import-not-found]
+    from fastmcp.server import create_proxy  # type: ignore[import-not-found]
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
 
@@ -30,7 +30,7 @@ async def serve(upstream: str, host: str, port: int, json_response: bool) -> Non
     async with client:
         proxy = create_proxy(client, name="bench-proxy")
 
-        @proxy.custom_route("/healthz", methods=["GET"])
+        @proxy.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
         async def healthz(request: Request) -> PlainTextResponse:
             return PlainTextResponse("ok")
 

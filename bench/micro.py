@@ -185,7 +185,7 @@ def clients(supervisor: Supervisor, duration: float, levels: list[int]) -> list[
         for op in ("small", "large"):
             for kind in CLIENT_KINDS:
                 for concurrency in levels:
-                    runs = []
+                    runs: list[dict[str, Any]] = []
                     for _ in range(3):
                         proc = subprocess.run([sys.executable, "-m", "bench.micro", "_client", kind, url, op,
                                                str(concurrency), str(duration)], cwd=str(REPO),
@@ -275,8 +275,40 @@ def main(argv: list[str]) -> int:
     text = json.dumps(out, indent=1)
     (RESULTS / f"micro-{stamp}.json").write_text(text)
     (RESULTS / "latest-micro.json").write_text(text)
+    markdown = render(out)
+    (RESULTS / "latest-micro.md").write_text(markdown)
+    print(markdown)
     print(f"results: {RESULTS / f'micro-{stamp}.json'}")
     return 0
+
+
+def render(out: dict[str, Any]) -> str:
+    """Markdown tables of whatever parts ``out`` holds."""
+    from bench.report import md_table
+
+    parts = []
+    if out.get("servers"):
+        rows = [[r["server"], r["app"], str(r.get("concurrency", "")), f"{r['rps']:.0f}" if "rps" in r else "-",
+                 f"{r['p50']:.3f}" if r.get("p50") is not None else "-",
+                 f"{r['cpu_us_per_call']:.1f}" if r.get("cpu_us_per_call") else r.get("error", "-")]
+                for r in out["servers"]]
+        parts.append("ASGI servers (tiny JSON-RPC app; server CPU per call)\n\n"
+                     + md_table(rows, ["server", "app", "clients", "calls/s", "p50 ms", "server CPU us/call"]))
+    if out.get("clients"):
+        rows = [[r["client"], r["op"], str(r["concurrency"]), f"{r['rps']:.0f}" if "rps" in r else "-",
+                 f"{r['cpu_us_per_call']:.1f}" if "cpu_us_per_call" in r else r.get("error", "-")]
+                for r in out["clients"]]
+        parts.append("Upstream HTTP clients (tools/call to the fast upstream; client CPU per call)\n\n"
+                     + md_table(rows, ["client", "result", "tasks", "calls/s", "client CPU us/call"]))
+    if out.get("json"):
+        by: dict[tuple[str, int], dict[str, float]] = {}
+        for r in out["json"]:
+            by.setdefault((r["payload"], r["bytes"]), {})[f"{r['library']} {r['op']}"] = r["us"]
+        cols = ["orjson decode", "json decode", "orjson encode", "json encode"]
+        rows = [[name, str(size), *(f"{v[c]:.1f}" for c in cols)] for (name, size), v in by.items()]
+        parts.append("JSON (microseconds per operation, best of 5)\n\n"
+                     + md_table(rows, ["payload", "bytes", *cols]))
+    return "\n\n".join(parts) + "\n"
 
 
 if __name__ == "__main__":

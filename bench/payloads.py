@@ -20,13 +20,16 @@ SIZES: dict[str, int] = {"small": 200, "medium": 64 * 1024, "large": 1024 * 1024
 LIST_TOOLS = 500
 
 _WORDS = (
-    "the quarterly report lists revenue by region and the team reviewed each line item before "
-    "filing it with the archive service while the build pipeline finished its nightly run and "
-    "posted a summary of test results coverage numbers and open review comments for the project "
-    "owners who planned the next release window around the holiday schedule and customer meetings "
-    "weather forecast shows light rain in the afternoon with clearing skies by evening temperature "
-    "around eighteen degrees wind from the west at twelve kilometres per hour humidity moderate"
-).split()
+    "the", "quarterly", "report", "lists", "revenue", "by", "region", "and", "the", "team", "reviewed",
+    "each", "line", "item", "before", "filing", "it", "with", "the", "archive", "service", "while",
+    "the", "build", "pipeline", "finished", "its", "nightly", "run", "and", "posted", "a", "summary",
+    "of", "test", "results", "coverage", "numbers", "and", "open", "review", "comments", "for", "the",
+    "project", "owners", "who", "planned", "the", "next", "release", "window", "around", "the",
+    "holiday", "schedule", "and", "customer", "meetings", "weather", "forecast", "shows", "light",
+    "rain", "in", "the", "afternoon", "with", "clearing", "skies", "by", "evening", "temperature",
+    "around", "eighteen", "degrees", "wind", "from", "the", "west", "at", "twelve", "kilometres",
+    "per", "hour", "humidity", "moderate",
+)
 
 
 def text_of_size(size: int, seed: int = 7) -> str:

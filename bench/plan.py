@@ -1,7 +1,7 @@
 """What a benchmark run measures: groups of scenarios, each run against a set of configurations.
 
 A *group* shares one response mode (JSON or SSE), one upstream catalogue size and one set
-of running configurations; inside it every scenario (era × operation × concurrency) is run
+of running configurations; inside it every scenario (era x operation x concurrency) is run
 against every configuration in turn, repeatedly (A B C A B C …), so slow drift of the
 machine hits all configurations alike, and the medians of the repeats are reported.
 The full plan is sized to finish well inside ten minutes on a 2-core machine; ``--quick``

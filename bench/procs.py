@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
+try:
+    import psutil  # type: ignore[import-untyped]
+except ImportError:  # the bench extra is not installed: runs work, RSS and CPU are not reported
+    psutil = None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -74,6 +77,7 @@ class Supervisor:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.procs: list[Managed] = []
+        self.spawned: list[tuple[str, int]] = []  # every (name, pid) ever started, for the record
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
@@ -89,6 +93,7 @@ class Supervisor:
         log.close()
         managed = Managed(name, popen, log_path)
         self.procs.append(managed)
+        self.spawned.append((name, popen.pid))
         return managed
 
     def stop(self, managed: Managed) -> None:
@@ -162,10 +167,11 @@ class Sampler:
     """Peak RSS and CPU seconds of some processes over a window, sampled in a thread."""
 
     def __init__(self, pids: dict[str, int], interval: float = 0.05) -> None:
-        self.procs: dict[str, psutil.Process] = {}
+        self.procs: dict[str, Any] = {}
         for key, pid in pids.items():
-            with contextlib.suppress(psutil.Error):
-                self.procs[key] = psutil.Process(pid)
+            if psutil is not None:
+                with contextlib.suppress(psutil.Error):
+                    self.procs[key] = psutil.Process(pid)
         self.interval = interval
         self.peak_rss: dict[str, int] = dict.fromkeys(self.procs, 0)
         self.cpu0: dict[str, float] = {}
@@ -174,7 +180,7 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     @staticmethod
-    def _cpu(proc: psutil.Process) -> float:
+    def _cpu(proc: Any) -> float:
         total = 0.0
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
@@ -208,10 +214,40 @@ class Sampler:
 
 
 def rss_of(pid: int) -> int:
+    if psutil is None:
+        return 0
     try:
         return int(psutil.Process(pid).memory_info().rss)
     except psutil.Error:
         return 0
+
+
+def tree_cpu(pid: int) -> tuple[float, float] | None:
+    """(the process, its descendants) CPU seconds so far; None if unknown."""
+    if psutil is None:
+        return None
+    own = children = 0.0
+    try:
+        proc = psutil.Process(pid)
+        times = proc.cpu_times()
+        own = times.user + times.system
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                ct = child.cpu_times()
+                children += ct.user + ct.system
+    except psutil.Error:
+        return None
+    return own, children
+
+
+def _ram_gib() -> float:
+    if psutil is not None:
+        return round(float(psutil.virtual_memory().total) / 2**30, 1)
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    return 0.0
 
 
 def describe_machine() -> dict[str, Any]:
@@ -224,6 +260,6 @@ def describe_machine() -> dict[str, Any]:
     import platform
 
     return {"nproc": os.cpu_count(), "cpu_model": cpu_model,
-            "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "ram_gib": _ram_gib(), "psutil": psutil is not None,
             "python": platform.python_version(), "platform": platform.platform(),
             "load_avg": [round(x, 2) for x in os.getloadavg()]}

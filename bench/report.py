@@ -37,7 +37,8 @@ def _find(results: dict[str, Any], group: str, scenario: str, config: str) -> di
             continue
         for rec in g["records"]:
             if rec["scenario"] == scenario and rec["config"] == config:
-                return rec
+                found: dict[str, Any] = rec
+                return found
     return None
 
 
@@ -64,11 +65,11 @@ def bar(results: dict[str, Any]) -> list[dict[str, Any]]:
             rec = _find(results, "core", f"{era}/small/c64", config)
             xb = rec.get("x_base") if rec else None
             xf = rec.get("x_fastmcp") if rec else None
-            rows.append({"goal": f"throughput at c=64 vs direct, {era}, {config}", "limit": "≥ 0.50×",
-                         "value": None if xb is None else round(xb, 3), "unit": "×",
+            rows.append({"goal": f"throughput at c=64 vs direct, {era}, {config}", "limit": "≥ 0.50x",
+                         "value": None if xb is None else round(xb, 3), "unit": "x",
                          "status": _verdict(xb, 0.5, higher_is_better=True)})
-            rows.append({"goal": f"throughput at c=64 vs FastMCP, {era}, {config}", "limit": "≥ 3×",
-                         "value": None if xf is None else round(xf, 2), "unit": "×",
+            rows.append({"goal": f"throughput at c=64 vs FastMCP, {era}, {config}", "limit": "≥ 3x",
+                         "value": None if xf is None else round(xf, 2), "unit": "x",
                          "status": _verdict(xf, 3.0, higher_is_better=True)})
     scan_value = results.get("extras", {}).get("scan_mb_s")
     rows.append({"goal": "content scanning of 1 MiB results, per core", "limit": "≥ 200 MB/s",
@@ -94,12 +95,12 @@ def bar(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _f(value: float | None, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "-"
     return format(value, fmt)
 
 
 COLUMNS = ["scenario", "configuration", "calls/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors",
-           "CPU µs/call", "peak RSS MiB", "× base", "× FastMCP", "+p50 ms", "+p99 ms"]
+           "CPU µs/call", "peak RSS MiB", "x base", "x FastMCP", "+p50 ms", "+p99 ms"]
 
 
 def group_rows(group: dict[str, Any]) -> list[list[str]]:
@@ -116,8 +117,10 @@ def group_rows(group: dict[str, Any]) -> list[list[str]]:
 
 def text_table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in range(len(header))]
+
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in pairs)
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
@@ -143,8 +146,8 @@ def render(results: dict[str, Any], markdown: bool) -> str:
     parts: list[str] = []
     meta = results["meta"]
     m = meta["machine"]
-    parts.append(f"mcpwall benchmark — {meta['started']} — {m['nproc']} × {m['cpu_model']}, {m['ram_gib']} GiB RAM, "
-                 f"Python {m['python']}; {meta['mode']} run: {meta['repeats']} repeats × {meta['duration']} s "
+    parts.append(f"mcpwall benchmark — {meta['started']} — {m['nproc']} x {m['cpu_model']}, {m['ram_gib']} GiB RAM, "
+                 f"Python {m['python']}; {meta['mode']} run: {meta['repeats']} repeats x {meta['duration']} s "
                  f"(+{meta['warmup']} s warm-up), medians; total {meta.get('seconds', 0):.0f} s")
     parts.extend(("- " if markdown else "note: ") + note for note in results.get("notes", []))
     ceiling = results.get("extras", {}).get("ceiling")
@@ -153,7 +156,7 @@ def render(results: dict[str, Any], markdown: bool) -> str:
                      f"{_f(ceiling['loadgen_us_per_call'], '.1f')} µs of its own CPU per call.")
     for group in results.get("groups", []):
         heading = f"{group['title']} [{group['name']}; {group['transport']}, {group['mode']}, " \
-                  f"{group['tools']} tools; × base = vs {group['baseline']}]"
+                  f"{group['tools']} tools; x base = vs {group['baseline']}]"
         parts.append(("### " if markdown else "== ") + heading)
         parts.append(table(group_rows(group), COLUMNS))
         for note in _notes(group):
@@ -165,7 +168,7 @@ def render(results: dict[str, Any], markdown: bool) -> str:
             if not isinstance(row, dict):
                 continue
             if "error" in row:
-                rows.append([key, "did not start", "–", "–", "–"])
+                rows.append([key, "did not start", "-", "-", "-"])
                 continue
             rows.append([key, _f(row["idle_rss"] / MiB, ".1f"), str(row["sessions"]),
                          _f(row["rss_with_sessions"] / MiB, ".1f"), _f(row["bytes_per_session"] / 1024, ".1f")])
@@ -182,7 +185,7 @@ def render(results: dict[str, Any], markdown: bool) -> str:
         text = scan.get("note") or scan.get("error") or (scan.get("output", "").strip().splitlines() or [""])[-1]
         parts.append(("### " if markdown else "== ") + "Content scanning (bench/detect.py)")
         parts.append(str(text)[:500])
-    bar_rows = [[r["goal"], r["limit"], _f(r["value"], "g") if isinstance(r["value"], (int, float)) else "–",
+    bar_rows = [[r["goal"], r["limit"], _f(r["value"], "g") if isinstance(r["value"], (int, float)) else "-",
                  r["unit"], r["status"]] for r in results.get("bar", [])]
     parts.append(("### " if markdown else "== ") + "Against the bar")
     parts.append(table(bar_rows, ["goal", "limit", "value", "unit", "status"]))

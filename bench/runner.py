@@ -101,6 +101,7 @@ class Runner:
         raw = self.loadgen.stdio(spec, timeout=90.0 + self.options.duration)
         summary = stats.summarize(raw)
         summary["first_answer_s"] = raw.get("first_answer_s")
+        summary["pid"] = raw.get("pid")
         return summary
 
     def run_group(self, group: Group) -> dict[str, Any]:
@@ -142,8 +143,9 @@ class Runner:
                                     "concurrency": scenario.concurrency, "config": key, "label": label(key),
                                     "runs": per[key], **agg})
                     if self.options.verbose:
+                        nan = float("nan")
                         log(f"   {scenario.name:22} {label(key):28} {agg.get('rps') or 0:9.0f}/s "
-                            f"p50 {agg.get('p50') or float('nan'):7.2f} ms  p99 {agg.get('p99') or float('nan'):7.2f} ms"
+                            f"p50 {agg.get('p50') or nan:7.2f} ms  p99 {agg.get('p99') or nan:7.2f} ms"
                             f"  errors {agg.get('error_count', 0)}")
         finally:
             for key, endpoint in started.items():

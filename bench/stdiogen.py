@@ -17,10 +17,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import orjson
-
 from bench import mcpwire
 from bench.loadgen import RunResult, _note_error
+from bench.procs import rss_of, tree_cpu
 
 
 @dataclass
@@ -92,40 +91,17 @@ class _Sampler:
     """Peak RSS and CPU seconds of a process and its children, sampled every 50 ms."""
 
     def __init__(self, pid: int) -> None:
-        import psutil
-
-        self.proc = psutil.Process(pid)
+        self.pid = pid
         self.peak_rss = 0
         self.task: asyncio.Task[None] | None = None
 
-    def _tree(self) -> list[Any]:
-        import psutil
-
-        procs = [self.proc]
-        with contextlib.suppress(psutil.Error):
-            procs.extend(self.proc.children(recursive=True))
-        return procs
-
-    def cpu(self) -> tuple[float, float]:
-        """(this process, its children) CPU seconds so far."""
-        import psutil
-
-        own = children = 0.0
-        for i, p in enumerate(self._tree()):
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                if i == 0:
-                    own += t.user + t.system
-                else:
-                    children += t.user + t.system
-        return own, children
+    def cpu(self) -> tuple[float, float] | None:
+        """(this process, its children) CPU seconds so far, or None without psutil."""
+        return tree_cpu(self.pid)
 
     async def _loop(self) -> None:
-        import psutil
-
         while True:
-            with contextlib.suppress(psutil.Error):
-                self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
+            self.peak_rss = max(self.peak_rss, rss_of(self.pid))
             await asyncio.sleep(0.05)
 
     def start(self) -> None:
@@ -159,7 +135,8 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 
 async def run_stdio(spec: StdioSpec) -> dict[str, Any]:
     result = RunResult()
-    stderr = open(spec.stderr_path, "ab") if spec.stderr_path else asyncio.subprocess.DEVNULL  # noqa: SIM115
+    # Opening a log file is a one-off before the measured window, not on the event loop's hot path.
+    stderr = open(spec.stderr_path, "ab") if spec.stderr_path else asyncio.subprocess.DEVNULL  # noqa: SIM115, ASYNC230
     env = None if spec.env is None else {**os.environ, **spec.env}
     proc = await asyncio.create_subprocess_exec(
         *spec.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr,
@@ -167,7 +144,7 @@ async def run_stdio(spec: StdioSpec) -> dict[str, Any]:
     sampler = _Sampler(proc.pid)
     sampler.start()
     pipe = _Pipe(proc)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"pid": proc.pid}
     try:
         t_spawn = time.perf_counter()
         op = mcpwire.Op.named(spec.op, spec.tool_prefix)
@@ -217,12 +194,12 @@ async def run_stdio(spec: StdioSpec) -> dict[str, Any]:
 
         tasks = [asyncio.create_task(client()) for _ in range(spec.concurrency)]
         await asyncio.sleep(spec.warmup)
-        cpu0, child0 = sampler.cpu()
+        before = sampler.cpu()
         lg0 = time.process_time()
         window[0] = time.perf_counter()
         await asyncio.sleep(spec.duration)
         window[1] = time.perf_counter()
-        cpu1, child1 = sampler.cpu()
+        after = sampler.cpu()
         result.loadgen_cpu_s = time.process_time() - lg0
         stop[0] = True
         result.elapsed = window[1] - window[0]
@@ -230,7 +207,8 @@ async def run_stdio(spec: StdioSpec) -> dict[str, Any]:
         for task in pending:
             result.timeouts += 1
             task.cancel()
-        extra.update(target_cpu_s=cpu1 - cpu0, children_cpu_s=child1 - child0)
+        if before is not None and after is not None:
+            extra.update(target_cpu_s=after[0] - before[0], children_cpu_s=after[1] - before[1])
     finally:
         await sampler.stop()
         extra["target_peak_rss"] = sampler.peak_rss

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import secrets
 import sys
 from typing import Any
@@ -36,9 +37,9 @@ import orjson
 from bench import aio
 from bench.payloads import (
     LEGACY_VERSIONS,
+    LIST_TOOLS,
     MODERN_VERSION,
     SERVER_INFO,
-    LIST_TOOLS,
     SIZES,
     all_tools,
     call_result,
@@ -368,10 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.stdio:
         serve_stdio(max(1, min(MAX_TOOLS, args.tools)))
         return
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         aio.run(serve_http(args.host, args.port))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -30,12 +30,16 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Receiver:
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, expect: int = 1) -> None:
         self.failures = failures
         self.requests: list[httpx.Request] = []
+        self.expect = expect
+        self.got_all = anyio.Event()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        if len(self.requests) >= self.expect:
+            self.got_all.set()
         if len(self.requests) <= self.failures:
             return httpx.Response(503)
         return httpx.Response(204)
@@ -90,7 +94,7 @@ async def test_unselected_events_are_not_sent() -> None:
 
 
 async def test_each_new_request_is_announced(tmp_path: Path) -> None:
-    receiver = Receiver()
+    receiver = Receiver(expect=2)
     env = GuardEnv(events=EventBus(), config_dir=tmp_path, storage_url="memory://")
     guard = ApprovalGuard(ApprovalSettings.model_validate({
         "rules": [{"tools": "*"}], "webhook": {"url": "https://hooks.example/a", "secret": SECRET}}), env)
@@ -103,8 +107,7 @@ async def test_each_new_request_is_announced(tmp_path: Path) -> None:
     record = guard.service.open(CallFacts.of(call), guard.assess(call), labels=[], session_labels=[])
     guard.service.decide(record.id, "bob", True)
     with anyio.fail_after(10):
-        while len(receiver.requests) < 2:
-            await anyio.sleep(0)
+        await receiver.got_all.wait()
     events: list[dict[str, Any]] = [orjson.loads(r.content) for r in receiver.requests]
     assert [e["event"] for e in events] == ["approval.requested", "approval.decided"]
     assert events[0]["approval"]["id"] == record.id and events[0]["approval"]["arguments"] == {"password": "[redacted]"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ class AdminServer:
     """The approvals admin API in a background thread with its own event loop."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
+        self.port = 0
         self.ready = threading.Event()
         self.ids: list[str] = []
         self.guard: ApprovalGuard | None = None
@@ -57,13 +58,12 @@ class AdminServer:
                                              session_labels=["untrusted"])
             self.ids.append(record.id)
         app = Starlette(routes=self.guard.admin_routes())
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
-                                                     lifespan="off"))
-        serving = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            await asyncio.sleep(0.01)
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
+        # Bind before serving: connections queue in the kernel until uvicorn accepts them.
+        sock = socket.create_server(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
         self.ready.set()
-        await serving
+        await self._server.serve(sockets=[sock])
         await self.guard.aclose()
 
     def __enter__(self) -> AdminServer:

@@ -278,5 +278,5 @@ async def test_the_admin_api_refuses_without_the_token(gateway_factory: Any, tmp
     async with httpx.AsyncClient() as http:
         response = await http.get(f"{gw.admin_url}/api/approvals")
     assert response.status_code == 401
-    code, out = await approvals_cli(gw, "list", token="not-the-token-0123456789")
+    code, _ = await approvals_cli(gw, "list", token="not-the-token-0123456789")
     assert code == 3

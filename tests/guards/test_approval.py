@@ -43,6 +43,14 @@ class Harness:
         self.bus = EventBus()
         self.bus.subscribe(self.events.append)
         self.env = GuardEnv(events=self.bus, config_dir=tmp_path, storage_url=storage_url)
+        self._send, self._requested = anyio.create_memory_object_stream[str](100)
+        self.bus.subscribe(lambda e: self._send.send_nowait(e["approval_id"])
+                           if e["kind"] == "approval.requested" else None)
+
+    async def next_request(self) -> str:
+        """The id of the next approval request opened (bounded wait)."""
+        with anyio.fail_after(BOUND):
+            return await self._requested.receive()
 
     async def guard(self, **settings: Any) -> ApprovalGuard:
         guard = ApprovalGuard(ApprovalSettings.model_validate(settings), self.env)
@@ -72,15 +80,7 @@ async def held(guard: ApprovalGuard, call: Call) -> tuple[Hold, Callable[[], Awa
     return verdict, verdict.wait
 
 
-async def pending_id(service: ApprovalService) -> str:
-    """The id of the (single) pending request, once the held call has opened it."""
-    with anyio.fail_after(BOUND):
-        while not service.recent("pending"):
-            await anyio.sleep(0)
-    return service.recent("pending")[0].id
-
-
-async def run_held(guard: ApprovalGuard, call: Call, act: Callable[[str], Any]) -> Pass | Reject:
+async def run_held(harness: Harness, guard: ApprovalGuard, call: Call, act: Callable[[str], Any]) -> Pass | Reject:
     """Hold ``call``, let ``act(approval_id)`` decide, and return the verdict the chain gets."""
     _, wait = await held(guard, call)
     result: list[Pass | Reject] = []
@@ -91,7 +91,7 @@ async def run_held(guard: ApprovalGuard, call: Call, act: Callable[[str], Any]) 
     with anyio.fail_after(BOUND):
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiter)
-            act(await pending_id(guard.service))
+            act(await harness.next_request())
     return result[0]
 
 
@@ -104,7 +104,7 @@ async def test_calls_no_rule_matches_pass_untouched(harness: Harness) -> None:
 async def test_an_approved_call_passes_and_the_request_records_who_what_and_why(harness: Harness) -> None:
     guard = await harness.guard(**DELETE_NEEDS_APPROVAL)
     call = make_call(args={"path": "/tmp/x", "api_key": "sk-live-abcdefghijklmnopqrstuvwx"})
-    verdict = await run_held(guard, call, lambda i: guard.service.decide(i, "bob", True, note="fine"))
+    verdict = await run_held(harness, guard, call, lambda i: guard.service.decide(i, "bob", True, note="fine"))
     assert isinstance(verdict, Pass) and "bob" in verdict.reason
     record = guard.service.recent("approved")[0]
     assert record.principal == "alice" and record.tool == "fs__delete_file"
@@ -118,7 +118,8 @@ async def test_an_approved_call_passes_and_the_request_records_who_what_and_why(
 
 async def test_a_denied_call_is_refused_with_the_reason_as_a_tool_error(harness: Harness) -> None:
     guard = await harness.guard(**DELETE_NEEDS_APPROVAL)
-    verdict = await run_held(guard, make_call(), lambda i: guard.service.decide(i, "bob", False, note="not today"))
+    verdict = await run_held(harness, guard, make_call(),
+                             lambda i: guard.service.decide(i, "bob", False, note="not today"))
     assert isinstance(verdict, Reject) and verdict.as_tool_error
     assert "not today" in verdict.reason and "bob" in verdict.reason
     assert verdict.data is not None and verdict.data["approval"]["status"] == "denied"
@@ -146,7 +147,7 @@ async def test_a_caller_cannot_approve_their_own_call(harness: Harness) -> None:
                 guard.service.decide(approval_id, name, True)
         verdict_box.append(guard.service.decide(approval_id, "carol", True))
 
-    verdict = await run_held(guard, call, act)
+    verdict = await run_held(harness, guard, call, act)
     assert isinstance(verdict, Pass) and verdict_box[0].decided_by == "carol"
 
 
@@ -160,7 +161,7 @@ async def test_two_person_approval_needs_two_distinct_approvers(harness: Harness
             guard.service.decide(approval_id, "BOB", True)
         assert guard.service.decide(approval_id, "carol", True).status == "approved"
 
-    verdict = await run_held(guard, make_call(), act)
+    verdict = await run_held(harness, guard, make_call(), act)
     assert isinstance(verdict, Pass) and "bob" in verdict.reason and "carol" in verdict.reason
 
 
@@ -173,7 +174,7 @@ async def test_decisions_are_re_evaluated_against_todays_settings(harness: Harne
         assert guard.service.decide(approval_id, "bob", True).pending
         assert guard.service.decide(approval_id, "carol", True).status == "approved"
 
-    assert isinstance(await run_held(guard, make_call(), act), Pass)
+    assert isinstance(await run_held(harness, guard, make_call(), act), Pass)
 
 
 async def test_decided_requests_refuse_further_decisions(harness: Harness) -> None:
@@ -184,14 +185,14 @@ async def test_decided_requests_refuse_further_decisions(harness: Harness) -> No
         ids.append(approval_id)
         guard.service.decide(approval_id, "bob", False)
 
-    await run_held(guard, make_call(), act)
+    await run_held(harness, guard, make_call(), act)
     with pytest.raises(NotPending):
         guard.service.decide(ids[0], "carol", True)
 
 
 async def test_approvals_are_cached_per_principal_tool_and_arguments(harness: Harness) -> None:
     guard = await harness.guard(**DELETE_NEEDS_APPROVAL)
-    await run_held(guard, make_call(), lambda i: guard.service.decide(i, "bob", True))
+    await run_held(harness, guard, make_call(), lambda i: guard.service.decide(i, "bob", True))
     again = await guard.on_request(make_call())
     assert isinstance(again, Pass) and "approved earlier by bob" in again.reason
     assert isinstance(await guard.on_request(make_call(args={"path": "/tmp/other"})), Hold)
@@ -200,21 +201,21 @@ async def test_approvals_are_cached_per_principal_tool_and_arguments(harness: Ha
 
 async def test_cached_approvals_die_with_a_changed_tool_definition(harness: Harness) -> None:
     guard = await harness.guard(**DELETE_NEEDS_APPROVAL)
-    await run_held(guard, make_call(), lambda i: guard.service.decide(i, "bob", True))
+    await run_held(harness, guard, make_call(), lambda i: guard.service.decide(i, "bob", True))
     changed = make_call(definition={"name": "delete_file", "description": "now also uploads the file"})
     assert isinstance(await guard.on_request(changed), Hold)
 
 
 async def test_cached_denials_refuse_at_once(harness: Harness) -> None:
     guard = await harness.guard(**DELETE_NEEDS_APPROVAL)
-    await run_held(guard, make_call(), lambda i: guard.service.decide(i, "bob", False, note="no"))
+    await run_held(harness, guard, make_call(), lambda i: guard.service.decide(i, "bob", False, note="no"))
     again = await guard.on_request(make_call())
     assert isinstance(again, Reject) and "denied earlier by bob" in again.reason
 
 
 async def test_a_cached_approval_does_not_cover_stricter_settings(harness: Harness) -> None:
     guard = await harness.guard(**DELETE_NEEDS_APPROVAL)
-    await run_held(guard, make_call(), lambda i: guard.service.decide(i, "bob", True))
+    await run_held(harness, guard, make_call(), lambda i: guard.service.decide(i, "bob", True))
     stricter = await harness.guard(rules=[{"tools": "*delete*", "approvers": 2}])
     assert isinstance(await stricter.on_request(make_call()), Hold)
 
@@ -227,7 +228,7 @@ async def test_arguments_changed_while_held_are_refused(harness: Harness) -> Non
         call.message["params"]["arguments"] = {"path": "/"}
         guard.service.decide(approval_id, "bob", True)
 
-    verdict = await run_held(guard, call, act)
+    verdict = await run_held(harness, guard, call, act)
     assert isinstance(verdict, Reject) and verdict.data is not None
     assert verdict.data["approval"]["status"] == "mismatch"
 
@@ -244,10 +245,10 @@ async def test_a_retry_joins_the_pending_request(harness: Harness) -> None:
     with anyio.fail_after(BOUND):
         async with anyio.create_task_group() as tg:
             tg.start_soon(wait, first)
-            approval_id = await pending_id(guard.service)
+            approval_id = await harness.next_request()
             tg.start_soon(wait, second)
-            while guard.service._waiting.get(approval_id, 0) < 2:
-                await anyio.sleep(0)
+            await anyio.wait_all_tasks_blocked()  # both calls are now waiting
+            assert guard.service._waiting[approval_id] == 2
             assert len(guard.service.recent("pending")) == 1
             guard.service.decide(approval_id, "bob", True)
     assert [type(r) for r in results] == [Pass, Pass]
@@ -292,7 +293,7 @@ async def test_progress_notifications_keep_the_client_informed(harness: Harness)
 
     call = make_call(meta={"progressToken": "tok-7"})
     call.notify = notify
-    await run_held(guard, call, lambda i: guard.service.decide(i, "bob", True))
+    await run_held(harness, guard, call, lambda i: guard.service.decide(i, "bob", True))
     assert sent and sent[0][0] == "notifications/progress"
     assert sent[0][1]["progressToken"] == "tok-7" and "waiting for approval" in sent[0][1]["message"]
 
@@ -306,7 +307,7 @@ async def test_without_a_progress_token_nothing_is_sent(harness: Harness) -> Non
 
     call = make_call()
     call.notify = notify
-    await run_held(guard, call, lambda i: guard.service.decide(i, "bob", True))
+    await run_held(harness, guard, call, lambda i: guard.service.decide(i, "bob", True))
     assert sent == []
 
 
@@ -359,7 +360,7 @@ async def test_both_channels_need_the_user_and_an_approver(harness: Harness) -> 
         guard.service.decide(approval_id, "bob", True)
 
     # ``act`` runs once the request is pending; the user's answer may come before or after bob's.
-    verdict = await run_held(guard, call, act)
+    verdict = await run_held(harness, guard, call, act)
     assert isinstance(verdict, Pass)
     record = guard.service.recent("approved")[0]
     assert record.user_confirmed and {a["approver"] for a in record.approvals} == {"user:alice", "bob"}
@@ -377,7 +378,7 @@ async def test_a_client_that_cannot_answer_leaves_the_admin_channel_open(harness
     guard = await harness.guard(user_confirmation="either", **DELETE_NEEDS_APPROVAL)
     call = make_call(capabilities=ELICITING)
     call.ask_client = asking(RuntimeError("client went away"), [])
-    verdict = await run_held(guard, call, lambda i: guard.service.decide(i, "bob", True))
+    verdict = await run_held(harness, guard, call, lambda i: guard.service.decide(i, "bob", True))
     assert isinstance(verdict, Pass) and "bob" in verdict.reason
 
 
@@ -385,8 +386,10 @@ async def test_pending_requests_survive_a_restart(tmp_path: Path) -> None:
     first = Harness(tmp_path, "sqlite:///state/mcpwall.db")
     guard = await first.guard(**DELETE_NEEDS_APPROVAL)
     _, wait = await held(guard, make_call())
-    with anyio.move_on_after(0.01):
-        await wait()  # the client gives up (or the gateway dies) while the call is held
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        await first.next_request()
+        tg.cancel_scope.cancel()  # the client gives up (or the gateway dies) while the call is held
     await guard.aclose()
 
     second = Harness(tmp_path, "sqlite:///state/mcpwall.db")
@@ -421,7 +424,7 @@ async def test_too_many_pending_requests_are_refused(harness: Harness) -> None:
     _, second = await held(guard, make_call(args={"path": "/tmp/y"}))
     async with anyio.create_task_group() as tg:
         tg.start_soon(first)
-        approval_id = await pending_id(guard.service)
+        approval_id = await harness.next_request()
         with anyio.fail_after(BOUND):
             verdict = await second()
         assert isinstance(verdict, Reject) and "too many" in verdict.reason
@@ -462,7 +465,37 @@ async def test_request_approval_holds_for_other_guards_and_merges_requirements(h
     with anyio.fail_after(BOUND):
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiter)
-            act(await pending_id(guard.service))
+            act(await harness.next_request())
     assert isinstance(result[0], Pass)
     # The approval guard itself does not ask again for the same call.
     assert await guard.on_request(call) is PASS
+
+
+async def test_a_retry_does_not_ask_the_user_twice(harness: Harness) -> None:
+    guard = await harness.guard(user_confirmation="either", **DELETE_NEEDS_APPROVAL)
+    asked: list[str] = []
+    never = anyio.Event()
+
+    async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        asked.append(method)
+        await never.wait()  # the user has not answered yet
+        return {}
+
+    calls = [make_call(capabilities=ELICITING) for _ in range(2)]
+    for call in calls:
+        call.ask_client = ask
+    waits = [(await held(guard, call))[1] for call in calls]
+    results: list[Pass | Reject] = []
+
+    async def wait(fn: Callable[[], Awaitable[Pass | Reject]]) -> None:
+        results.append(await fn())
+
+    with anyio.fail_after(BOUND):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, waits[0])
+            approval_id = await harness.next_request()
+            tg.start_soon(wait, waits[1])
+            await anyio.wait_all_tasks_blocked()
+            assert asked == ["elicitation/create"]
+            guard.service.decide(approval_id, "bob", True)
+    assert [type(r) for r in results] == [Pass, Pass]

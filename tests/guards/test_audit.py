@@ -208,3 +208,20 @@ def test_config_forces_audit_last_and_validates_its_settings() -> None:
     settings = config.guard_settings("audit")
     assert isinstance(settings, AuditSettings)
     assert settings.retention == 30 * 86400 and settings.on_failure == "block"
+
+
+async def test_a_record_that_cannot_be_built_still_leaves_a_trace(harness: Harness,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    guard = await harness.guard()
+
+    def broken(*args: Any) -> dict[str, Any]:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(audit_module, "call_record", broken)
+    call = make_call()
+    await guard.on_complete(call, Outcome(decision="deny", error_code=-31403))
+    await guard.aclose()
+    harness.guards.clear()
+    (record,) = [r for r in harness.records() if r.get("id") == call.decision_id]
+    assert (record["decision"], record["error_code"], record["principal"]) == ("deny", -31403, {"id": "alice"})
+    assert record["reason"].startswith("record incomplete")

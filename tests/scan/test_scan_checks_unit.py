@@ -253,6 +253,7 @@ def test_session_probe_flags_an_id_that_works_without_credentials() -> None:
     ev = evidence(ex("session_without_credentials", 200, {"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}))
     ev.view = McpView(era="legacy", version="2025-11-25", session_id="a")
     ev.session_ids = [secrets.token_urlsafe(32), secrets.token_urlsafe(32)]
+    ev.legacy = ("2025-11-25", ev.session_ids[0])
     status, summary, _ = mcp_checks.check_session(ev)
     assert status == "fail" and "without credentials" in summary
 

@@ -87,6 +87,9 @@ class Risk:
         return {"score": self.score, "level": self.level, "reasons": list(self.reasons)}
 
 
+NO_RISK = Risk(0)
+
+
 @dataclass(slots=True)
 class Assessment:
     """The verdict of the assessment, and everything an approval request needs from it."""
@@ -119,9 +122,9 @@ class Assessment:
 
 
 def assess(settings: ApprovalSettings, call: Call, labels: frozenset[str]) -> Assessment:
-    """Apply the rules (first match decides), then the risk threshold."""
-    risk = score(call, labels)
-    base = Assessment(needed=False, risk=risk, labels=labels, timeout=settings.timeout,
+    """Apply the rules (first match decides), then the risk threshold. The risk score is only
+    computed when it matters (a held call, or a threshold to compare with): most calls skip it."""
+    base = Assessment(needed=False, risk=NO_RISK, labels=labels, timeout=settings.timeout,
                       approvers=settings.approvers, user_confirmation=settings.user_confirmation)
     rule = first_rule(settings.rules, call.exposed_name, call.target, labels, call.principal.id,
                       call.principal.roles)
@@ -129,10 +132,15 @@ def assess(settings: ApprovalSettings, call: Call, labels: frozenset[str]) -> As
         if rule.action == "allow":
             return base
         why = rule.reason or _rule_reason(rule, labels)
-        return replace(base, needed=True, reasons=[why], sources=["approval"], rule=rule.label,
-                       timeout=rule.timeout or settings.timeout, approvers=rule.approvers or settings.approvers,
+        return replace(base, needed=True, risk=score(call, labels), reasons=[why], sources=["approval"],
+                       rule=rule.label, timeout=rule.timeout or settings.timeout,
+                       approvers=rule.approvers or settings.approvers,
                        user_confirmation=rule.user_confirmation or settings.user_confirmation)
-    if settings.risk_threshold is not None and risk.score >= settings.risk_threshold:
+    if settings.risk_threshold is None:
+        return base
+    risk = score(call, labels)
+    base.risk = risk
+    if risk.score >= settings.risk_threshold:
         why = f"risk score {risk.score} reaches the threshold {settings.risk_threshold}"
         return replace(base, needed=True, reasons=[why], sources=["approval"], rule="risk_threshold")
     return base

@@ -121,6 +121,7 @@ class ApprovalService:
         self._signals: dict[str, asyncio.Event] = {}
         self._waiting: Counter[str] = Counter()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._asking: dict[str, asyncio.Task[None]] = {}  # one elicitation per request at a time
         self._users = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -231,7 +232,11 @@ class ApprovalService:
         try:
             record = self._store.get(approval_id)
             if record is not None and record.pending:
-                asking = self._ask_user(call, record)
+                current = self._asking.get(approval_id)
+                if current is None or current.done():
+                    asking = self._ask_user(call, record)
+                    if asking is not None:
+                        self._asking[approval_id] = asking
                 await pinger.ping(record, self.clock())
             while True:
                 record = self._store.get(approval_id)
@@ -249,8 +254,11 @@ class ApprovalService:
                 except TimeoutError:
                     await pinger.ping(record, self.clock())
         finally:
-            if asking is not None and not asking.done():
-                asking.cancel()
+            if asking is not None:
+                if not asking.done():
+                    asking.cancel()
+                if self._asking.get(approval_id) is asking:
+                    del self._asking[approval_id]
             self._waiting[approval_id] -= 1
             if self._waiting[approval_id] <= 0:
                 del self._waiting[approval_id]

@@ -43,10 +43,19 @@ def record_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(record)).hexdigest()
 
 
+_prefixes: dict[int, str] = {}
+
+
 def timestamp(epoch: float | None = None) -> str:
     """RFC 3339 UTC with microseconds and a ``Z``: fixed width, so it sorts as text."""
-    moment = datetime.fromtimestamp(time.time() if epoch is None else epoch, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    value = time.time() if epoch is None else epoch
+    second, fraction = divmod(round(value * 1_000_000), 1_000_000)
+    prefix = _prefixes.get(second)
+    if prefix is None:  # formatting the date part is the slow bit, and it changes once a second
+        if len(_prefixes) > 64:
+            _prefixes.clear()
+        prefix = _prefixes[second] = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{prefix}.{fraction:06d}Z"
 
 
 def parse_timestamp(text: str) -> float:

@@ -17,6 +17,7 @@ Also used by the JSON log formatter to scrub log lines.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -73,8 +74,11 @@ _SECRET_VALUE = re.compile(
 _URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*):[^/\s@]+@")
 
 _INT64 = 2**63
+# No pattern above matches fewer characters ("x://u:p@" is 8), so shorter strings skip the regexes.
+_SHORTEST_SECRET = 8
 
 
+@functools.lru_cache(maxsize=4096)
 def is_credential_key(key: str) -> bool:
     tokens = [t.lower() for t in _TOKEN_SPLIT.split(key) if t]
     if not tokens:
@@ -90,7 +94,7 @@ def is_credential_key(key: str) -> bool:
 
 def scrub_text(text: str) -> str:
     """Cut credential-shaped substrings out of free text."""
-    if not text:
+    if len(text) < _SHORTEST_SECRET:
         return text
     text = _SECRET_VALUE.sub(REDACTED, text)
     return _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)

@@ -16,14 +16,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from mcpwall.pipeline.guard import GuardSettings
 from mcpwall.storage.urls import sqlite_path
 
-# The same duration syntax as the config model. Defined here rather than imported from
-# mcpwall.config.model because that module imports every guard (this one included) while it
-# loads; importing it from here would make the import order matter.
+# The same duration syntax (and function name, which the schema generator keys on) as the config
+# model. Defined here rather than imported from mcpwall.config.model because that module imports
+# every guard (this one included) while it loads; importing it from here would make the import
+# order matter.
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-def _duration(value: Any) -> Any:
+def _parse_duration(value: Any) -> Any:
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
@@ -32,7 +33,7 @@ def _duration(value: Any) -> Any:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
 
 
 class Strict(BaseModel):

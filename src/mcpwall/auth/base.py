@@ -21,8 +21,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-def parse_duration(value: Any) -> Any:
-    """``"90d"`` → 7776000.0; numbers pass through (seconds)."""
+def _parse_duration(value: Any) -> Any:
+    """``"90d"`` → 7776000.0; numbers pass through (seconds). (The name is what the config
+    schema generator recognises to offer the string form in ``docs/config.schema.json``.)"""
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
@@ -31,7 +32,8 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+parse_duration = _parse_duration
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
 
 
 class Strict(BaseModel):

@@ -105,7 +105,9 @@ def _selected(server: str, change: Change, names: Iterable[str], separator: str)
     wanted = set(names)
     if not wanted:
         return True
-    return bool(wanted & {server, change.name, f"{server}/{change.name}", f"{server}{separator}{change.name}"})
+    names_of = {change.name, *change.related}  # a rename can be picked by its old name too
+    forms = {server} | {form for n in names_of for form in (n, f"{server}/{n}", f"{server}{separator}{n}")}
+    return bool(wanted & forms)
 
 
 def _describe(server: str, change: Change) -> str:

@@ -1,4 +1,4 @@
-"""``mcpwall scan``: grade an MCP server A–F, or map the MCP attack surface of this machine.
+"""``mcpwall scan``: grade an MCP server A to F, or map the MCP attack surface of this machine.
 
 ``mcpwall scan URL`` runs the posture checks and MCP-protocol probes against one endpoint.
 ``mcpwall scan --clients`` reads the MCP configurations of the local clients, and with

@@ -51,8 +51,8 @@ def _parse_size(value: Any) -> Any:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
-Bytes = Annotated[int, BeforeValidator(_parse_size), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(_parse_duration, json_schema_input_type=float | str), Field(ge=0)]
+Bytes = Annotated[int, BeforeValidator(_parse_size, json_schema_input_type=int | str), Field(gt=0)]
 
 
 class Strict(BaseModel):

@@ -56,6 +56,9 @@ from mcpwall.protocol.versions import (
 log = logging.getLogger("mcpwall.gateway")
 
 MAX_BRIDGE_ROUNDS = 8
+# Methods the 2026-07-28 revision removed; modern clients get "method not found" for them.
+LEGACY_ONLY_METHODS = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe",
+                                 "resources/unsubscribe"})
 CLIENT_ANSWER_TIMEOUT = 300.0
 _LIST_KIND = {v: k for k, v in LIST_METHODS.items()}  # result key -> method
 _CAPABILITY_OF = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
@@ -258,6 +261,8 @@ class Gateway:
 
     async def _dispatch(self, call: Call, peer: Peer, session: FrontSession | None) -> dict[str, Any]:
         method = call.method
+        if call.era == "modern" and method in LEGACY_ONLY_METHODS:
+            raise MethodNotFound(f"Method not found: {method} does not exist in protocol {call.protocol_version}")
         if method in ("tools/call", "prompts/get"):
             await self._route_named(call)
         elif method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):

@@ -25,7 +25,8 @@ from starlette.routing import BaseRoute, Route
 from mcpwall.admin.metrics import Metrics, default_metrics
 from mcpwall.audit.alerts import Alert, AlertEngine
 from mcpwall.audit.capture import call_record, event_record
-from mcpwall.audit.redact import Redactor
+from mcpwall.audit.record import timestamp
+from mcpwall.audit.redact import Redactor, scrub_text
 from mcpwall.audit.settings import AuditPaths, AuditSettings, resolve_paths
 from mcpwall.audit.signing import load_or_create
 from mcpwall.audit.store import open_store
@@ -108,8 +109,16 @@ class AuditGuard(Guard):
     async def on_complete(self, call: Call, outcome: Outcome) -> None:
         if call.method in LIST_METHODS and not self.settings.record_lists:
             return
-        self.alerts.observe_call(call, outcome)
-        record = call_record(call, outcome, self.redactor)
+        try:
+            self.alerts.observe_call(call, outcome)
+            record = call_record(call, outcome, self.redactor)
+        except Exception:
+            # Never lose the decision itself: fall back to the facts that cannot fail to encode.
+            log.exception("could not build the audit record for decision %s", call.decision_id)
+            record = {"kind": "call", "ts": timestamp(), "id": call.decision_id, "decision": outcome.decision,
+                      "principal": {"id": scrub_text(call.principal.id)}, "upstream": call.server,
+                      "method": scrub_text(call.method), "error_code": outcome.error_code,
+                      "reason": "record incomplete: the full record could not be built"}
         future = self._submit(record, wait=self.settings.durability == "sync")
         if future is not None:
             try:

@@ -117,9 +117,9 @@ class FlowSettings(GuardSettings):
     scope: Literal["session", "principal"] = Field(
         "session", description="session: legacy session or principal+conversation; principal: all of a caller's "
                                "calls share one history (strictest).")
-    history: int = Field(100, ge=1, le=10_000, description="Calls remembered per session.")
+    history: int = Field(50, ge=1, le=10_000, description="Calls remembered per session.")
     session_ttl: Seconds = Field(8 * 3600.0, description="Forget a session idle this long.")
-    max_sessions: int = Field(100_000, ge=1)
+    max_sessions: int = Field(50_000, ge=1, description="Beyond this, the least recently used are forgotten.")
 
     @field_validator("tool_labels", "finding_labels")
     @classmethod

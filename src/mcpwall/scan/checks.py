@@ -270,7 +270,7 @@ def check_hsts(ev: Evidence) -> Outcome:
 
     def good(value: str, _: Exchange) -> bool:
         match = re.search(r"max-age\s*=\s*\"?(\d+)", value, re.I)
-        return bool(match) and int(match.group(1)) >= 15552000  # 180 days
+        return match is not None and int(match.group(1)) >= 15552000  # 180 days
 
     return _header_check(ev, "Strict-Transport-Security", good, "max-age is under 180 days")
 
@@ -279,8 +279,7 @@ def check_xfo(ev: Evidence) -> Outcome:
     ex = primary(ev)
     csp = (ex.header("content-security-policy") or "") if ex else ""
     if ex is not None and re.search(r"frame-ancestors\s+'none'|frame-ancestors\s+'self'", csp, re.I):
-        if ex.header("x-frame-options") is None:
-            return "pass", "framing forbidden by CSP frame-ancestors", [ex.brief()]
+        return "pass", "framing forbidden by CSP frame-ancestors", [ex.brief()]
     return _header_check(ev, "X-Frame-Options", lambda v, _: v.strip().upper() in ("DENY", "SAMEORIGIN"),
                          "not DENY or SAMEORIGIN")
 
@@ -409,7 +408,7 @@ def leak_matches(text: str) -> list[str]:
 def check_errors(ev: Evidence) -> Outcome:
     found: list[str] = []
     for ex in ev.exchanges.values():
-        if ex.status is None or has_result(ex) and ex.status < 400:
+        if ex.status is None or (has_result(ex) and ex.status < 400):
             continue
         if not (ex.status >= 400 or ex.error_message() is not None):
             continue

@@ -218,11 +218,10 @@ def id_entropy_bits(sid: str) -> float:
 def check_session(ev: Evidence) -> Outcome:
     if ev.view.era is None:
         return "unknown", "could not open an MCP session (supply credentials to observe)", []
-    if ev.view.era != "legacy":
-        return "na", "no legacy sessions (modern stateless server)", []
+    if ev.legacy is None:
+        return "na", ("no legacy sessions (modern stateless server)" if ev.view.era == "modern"
+                      else "legacy server without session ids (stateless)"), []
     ids = list(dict.fromkeys(ev.session_ids))
-    if not ids:
-        return "na", "legacy server without session ids (stateless)", []
     problems: list[str] = []
     evidence = [f"{len(ids)} session id(s) sampled, length {min(map(len, ids))}-{max(map(len, ids))}"]
     if any(not s or any(not 0x21 <= ord(c) <= 0x7E for c in s) for s in ids):
@@ -232,7 +231,7 @@ def check_session(ev: Evidence) -> Outcome:
     if bits < 120:
         problems.append(f"session ids carry at most {bits:.0f} bits (need 120+)")
     if len(ids) >= 2:
-        prefix = len(os.path.commonprefix(ids))
+        prefix = len(os.path.commonprefix(ids))  # noqa: RUF071 - a character prefix is exactly what is meant
         if prefix > min(map(len, ids)) // 2:
             problems.append(f"session ids share a {prefix}-character prefix")
         numbers = [int(s) for s in ids if _DIGITS.match(s)]
@@ -331,7 +330,7 @@ def check_rate(ev: Evidence) -> Outcome:
 def check_replay(ev: Evidence) -> Outcome:
     if ev.view.era is None:
         return "unknown", "could not open an MCP session (supply credentials to observe)", []
-    if ev.view.era != "legacy":
+    if ev.legacy is None:
         return "na", "no sessions to replay", []
     delete, reuse = ev.get("replay_delete"), ev.get("replay_reuse")
     if delete is None or reuse is None:

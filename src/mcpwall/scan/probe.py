@@ -59,6 +59,9 @@ class Evidence:
     tls: TlsInfo | None = None
     view: McpView = field(default_factory=McpView)
     session_ids: list[str] = field(default_factory=list)
+    # A legacy session to probe: (protocol version, session id). Also found on dual-era servers
+    # whose main view is modern, since the legacy path is open to attackers just the same.
+    legacy: tuple[str, str] | None = None
     burst: list[Exchange] = field(default_factory=list)
     reachable: bool = True
     notes: list[str] = field(default_factory=list)
@@ -149,11 +152,14 @@ class Collector:
         ev.view = await client.open()
         if ev.view.era is not None:
             await client.list_tools()
-        if ev.view.session_id:
+        if ev.view.era == "legacy" and ev.view.session_id:
+            ev.legacy = (ev.view.version or LATEST_LEGACY, ev.view.session_id)
             ev.session_ids.append(ev.view.session_id)
+        elif ev.view.era == "modern":
+            await self._legacy_side(p)
 
         await asyncio.gather(self._metadata(p), self._cors(p), self._rebinding(p))
-        await self._sessions(p, ev.view)
+        await self._sessions(p)
         await asyncio.gather(self._paths(p), self._redirects(p))
         await self._robustness(p, ev.view)
         if self.url.scheme == "https":
@@ -162,6 +168,22 @@ class Collector:
             await self._burst(p, ev.view)
             await self._replay(p, ev.view)
         await self._goodbye(p, ev.view)
+
+    async def _legacy_side(self, p: Prober) -> None:
+        """On a modern server, see whether the legacy handshake is served too (dual era)."""
+        ex = await p.request("legacy_init", "POST", self.target, headers=wire.legacy_headers(),
+                             content=wire.encode(wire.initialize()), auth=True)
+        result = ex.result_message()
+        sid = ex.header("mcp-session-id")
+        if not (ex.ok and result is not None and sid):
+            return
+        body = result.get("result")
+        version = body.get("protocolVersion") if isinstance(body, dict) else None
+        version = version if isinstance(version, str) else LATEST_LEGACY
+        self.evidence.legacy = (version, sid)
+        self.evidence.session_ids.append(sid)
+        await p.request("legacy_initialized", "POST", self.target, headers=wire.legacy_headers(version, sid),
+                        content=wire.encode(wire.initialized()), auth=True)
 
     async def _metadata(self, p: Prober) -> None:
         challenge = None
@@ -213,20 +235,21 @@ class Collector:
             if sid and self.evidence.view.era == "legacy":
                 self.evidence.session_ids.append(sid)
 
-    async def _sessions(self, p: Prober, view: McpView) -> None:
-        if view.era != "legacy" or not view.session_id:
+    async def _sessions(self, p: Prober) -> None:
+        if self.evidence.legacy is None:
             return
+        version, session = self.evidence.legacy
         ex = await p.request("init_second", "POST", self.target, headers=wire.legacy_headers(),
                              content=wire.encode(wire.initialize()), auth=True)
         sid = ex.header("mcp-session-id")
         if sid:
             self.evidence.session_ids.append(sid)
         forged = "mcpwall-" + secrets.token_hex(16)
-        await p.request("session_forged", "POST", self.target, headers=wire.legacy_headers(view.version, forged),
+        await p.request("session_forged", "POST", self.target, headers=wire.legacy_headers(version, forged),
                         content=wire.encode(wire.tools_list(modern=False)), auth=True)
         if self.options.credentials:
             await p.request("session_without_credentials", "POST", self.target,
-                            headers=wire.legacy_headers(view.version, view.session_id),
+                            headers=wire.legacy_headers(version, session),
                             content=wire.encode(wire.tools_list(modern=False)), auth=False)
 
     async def _paths(self, p: Prober) -> None:
@@ -283,21 +306,23 @@ class Collector:
         self.evidence.burst = list(await asyncio.gather(*(one(i) for i in range(count))))
 
     async def _replay(self, p: Prober, view: McpView) -> None:
-        if view.era != "legacy" or len(self.evidence.session_ids) < 2:
+        if self.evidence.legacy is None or len(self.evidence.session_ids) < 2:
             return
+        version = self.evidence.legacy[0]
         sid = self.evidence.session_ids[-1]
-        await p.request("replay_delete", "DELETE", self.target, headers=wire.legacy_headers(view.version, sid),
+        await p.request("replay_delete", "DELETE", self.target, headers=wire.legacy_headers(version, sid),
                         auth=True)
-        await p.request("replay_reuse", "POST", self.target, headers=wire.legacy_headers(view.version, sid),
+        await p.request("replay_reuse", "POST", self.target, headers=wire.legacy_headers(version, sid),
                         content=wire.encode(wire.tools_list(modern=False)), auth=True)
         self.evidence.session_ids.pop()
 
     async def _goodbye(self, p: Prober, view: McpView) -> None:
-        if view.era != "legacy":
+        if self.evidence.legacy is None:
             return
+        version = self.evidence.legacy[0]
         for i, sid in enumerate(self.evidence.session_ids):
             try:
-                await p.request(f"goodbye:{i}", "DELETE", self.target, headers=wire.legacy_headers(view.version, sid),
+                await p.request(f"goodbye:{i}", "DELETE", self.target, headers=wire.legacy_headers(version, sid),
                                 auth=True)
             except BudgetExceeded:
                 return

@@ -38,8 +38,14 @@ class TextScanner(Protocol):
 
 # --- secrets -------------------------------------------------------------------------------
 
-_SECRET_RULES: tuple[tuple[str, Severity, re.Pattern[str]], ...] = tuple(
-    (name, sev, re.compile(rx)) for name, sev, rx in (
+Rule = tuple[str, Severity, re.Pattern[str]]
+
+
+def _rules(specs: tuple[tuple[str, Severity, str], ...], flags: int = 0) -> tuple[Rule, ...]:
+    return tuple((name, severity, re.compile(rx, flags)) for name, severity, rx in specs)
+
+
+_SECRET_RULES: tuple[Rule, ...] = _rules((
         ("private-key", "critical",
          r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----\s*[A-Za-z0-9+/=\s]{64,}"),
         ("aws-access-key-id", "critical", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
@@ -59,8 +65,7 @@ _SECRET_RULES: tuple[tuple[str, Severity, re.Pattern[str]], ...] = tuple(
         ("assigned-secret", "medium",
          r"(?i)\b(?:api[_-]?key|secret[_-]?key|client[_-]?secret|access[_-]?token|auth[_-]?token|password|passwd)"
          r"[\"']?\s*[:=]\s*[\"']?(?=[A-Za-z0-9_\-/+=.]*\d)(?=[A-Za-z0-9_\-/+=.]*[A-Za-z])[A-Za-z0-9_\-/+=.]{12,}"),
-    )
-)
+))
 # Values that are obviously placeholders are not credentials.
 _PLACEHOLDER = re.compile(r"(?i)x{4,}|example|changeme|placeholder|your[_-]|<[^>]+>|\$\{|\*{4,}|redacted|dummy")
 
@@ -127,8 +132,7 @@ def visible(text: str, limit: int = 160) -> str:
 
 # --- poisoning -----------------------------------------------------------------------------
 
-_POISON_RULES: tuple[tuple[str, Severity, re.Pattern[str]], ...] = tuple(
-    (name, sev, re.compile(rx, re.IGNORECASE | re.DOTALL)) for name, sev, rx in (
+_POISON_RULES: tuple[Rule, ...] = _rules((
         ("instruction-tag", "high",
          r"<\s*/?\s*(?:important|system|instructions?|secret|hidden|admin|override|critical)\b[^>]*>"
          r"|\[\s*(?:system|important|admin)(?:\s+(?:override|note|message|instructions?))?\s*\]"),
@@ -157,8 +161,7 @@ _POISON_RULES: tuple[tuple[str, Severity, re.Pattern[str]], ...] = tuple(
         ("html-comment", "medium", r"<!--.*?-->"),
         ("coercion", "low", r"\b(?:very|extremely|critically) important\b|\byou must always\b|\bthis is mandatory\b"),
         ("encoded-blob", "low", r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{120,}={0,2}(?![A-Za-z0-9+/])"),
-    )
-)
+), re.IGNORECASE | re.DOTALL)
 
 
 def find_poisoning(text: str) -> list[TextMatch]:

@@ -9,6 +9,7 @@ library cannot even offer the old versions, that second answer is "not tested", 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ssl
 import warnings
@@ -42,7 +43,7 @@ def client_context(cafile: str | None = None) -> ssl.SSLContext:
 
 async def _handshake(host: str, port: int, context: ssl.SSLContext, timeout: float,
                      server_name: str | None) -> ssl.SSLObject:
-    reader, writer = await asyncio.wait_for(
+    _, writer = await asyncio.wait_for(
         asyncio.open_connection(host, port, ssl=context, server_hostname=server_name), timeout)
     try:
         ssl_object = writer.get_extra_info("ssl_object")
@@ -51,10 +52,8 @@ async def _handshake(host: str, port: int, context: ssl.SSLContext, timeout: flo
         return ssl_object
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
             await asyncio.wait_for(writer.wait_closed(), timeout)
-        except (OSError, TimeoutError, ssl.SSLError):
-            pass
 
 
 def _describe(cert_der: bytes | None, info: TlsInfo) -> None:

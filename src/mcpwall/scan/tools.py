@@ -125,7 +125,7 @@ def surfaces(tool: Mapping[str, Any]) -> dict[str, list[str]]:
             out["url"].append(name)
         elif t & _PATH_PROPS:
             out["path"].append(name)
-        elif t & _CMD_PROPS and "args" not in t or name.lower() in ("command", "cmd", "script", "code", "sql"):
+        elif (t & _CMD_PROPS and "args" not in t) or name.lower() in ("command", "cmd", "script", "code", "sql"):
             out["command"].append(name)
     return {k: v for k, v in out.items() if v}
 

@@ -67,12 +67,13 @@ class HttpError(Exception):
                  data: Any = None) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.headers, self.data = status, message, code, headers or {}, data
+        self.request_id: Any = None  # echoed when the refused message was a readable request
 
     def body(self) -> bytes:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.data is not None:
             error["data"] = self.data
-        return jsonrpc.encode(jsonrpc.error_response(None, error))
+        return jsonrpc.encode(jsonrpc.error_response(self.request_id, error))
 
 
 class HttpFront:
@@ -224,8 +225,13 @@ class HttpFront:
             kind = jsonrpc.classify(parsed)
         except ProtocolError as exc:
             raise HttpError(400, exc.message, code=exc.code) from None
-        call = await self._base_call(scope, headers, parsed, body)
-        session = self._era_and_session(call, headers, kind)
+        try:
+            call = await self._base_call(scope, headers, parsed, body)
+            session = self._era_and_session(call, headers, kind)
+        except HttpError as exc:
+            if kind == "request":
+                exc.request_id = parsed.get("id")
+            raise
         if kind in ("response", "error"):
             if session is None or not session.resolve(parsed):
                 log.debug("a client response matched no pending request")
@@ -235,7 +241,7 @@ class HttpFront:
             await self.gateway.client_notification(call, session)
             await _plain(send, 202, b"")
             return
-        if call.method == "initialize":
+        if call.method == "initialize" and call.era == "legacy":
             await self._initialize(call, send)
             return
         if call.method == "subscriptions/listen" and call.era == "modern":
@@ -288,7 +294,8 @@ class HttpFront:
         raw_meta = params.get("_meta")
         meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         meta_version = meta.get(META_PROTOCOL_VERSION)
-        if call.method == "initialize" and session_id is None:
+        modern_hint = (version_header is not None and version_header not in LEGACY_VERSIONS) or meta_version is not None
+        if call.method == "initialize" and session_id is None and not modern_hint:
             call.era = "legacy"
             return None
         if session_id is not None:
@@ -303,7 +310,6 @@ class HttpFront:
             call.protocol_version = session.protocol_version
             call.client_capabilities = session.client_capabilities
             return session
-        modern_hint = (version_header is not None and version_header not in LEGACY_VERSIONS) or meta_version is not None
         if not modern_hint:
             if kind in ("request", "notification"):
                 raise HttpError(400, "Bad Request: Mcp-Session-Id header is required (send initialize first, "
@@ -317,6 +323,9 @@ class HttpFront:
 
     def _check_modern(self, call: Call, headers: dict[str, str], version_header: str | None,
                       meta_version: Any, meta: dict[str, Any]) -> None:
+        mismatch = HeaderMismatch("Header mismatch")
+        if version_header is not None and meta_version is not None and version_header != meta_version:
+            raise HttpError(400, "Header mismatch: MCP-Protocol-Version does not match the body", code=mismatch.code)
         version = meta_version if meta_version is not None else version_header
         if not isinstance(version, str) or version not in MODERN_VERSIONS:
             requested = version if isinstance(version, str) else None
@@ -327,7 +336,6 @@ class HttpFront:
                 or not isinstance(meta.get(META_CLIENT_CAPABILITIES), dict):
             raise HttpError(400, "Invalid params: _meta must carry protocolVersion and clientCapabilities",
                             code=INVALID_PARAMS)
-        mismatch = HeaderMismatch("Header mismatch")
         if version_header != meta_version:
             raise HttpError(400, "Header mismatch: MCP-Protocol-Version does not match the body", code=mismatch.code)
         if headers.get("mcp-method") != call.method:

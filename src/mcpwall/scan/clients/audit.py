@@ -262,8 +262,6 @@ def check_plain_http(entry: ServerEntry) -> list[Finding]:
     urls = [(entry.url, "server URL")] if entry.url else []
     urls += [(a, "argument") for a in entry.args if a.lower().startswith("http://")]
     for url, where in urls:
-        if url is None:
-            continue
         try:
             parts = urlsplit(url)
         except ValueError:
@@ -306,15 +304,16 @@ def check_container(entry: ServerEntry, home: str) -> list[Finding]:
         low = arg.lower()
         if low == "--privileged":
             bad.append("--privileged")
-        if low in ("--network", "--net") and nxt == "host" or low in ("--network=host", "--net=host"):
+        if (low in ("--network", "--net") and nxt == "host") or low in ("--network=host", "--net=host"):
             bad.append("--network host")
         for flag in ("--pid", "--ipc", "--userns", "--uts"):
-            if low == flag and nxt == "host" or low == f"{flag}=host":
+            if (low == flag and nxt == "host") or low == f"{flag}=host":
                 bad.append(f"{flag} host")
         if (low == "--cap-add" and nxt.upper() in ("ALL", "SYS_ADMIN", "SYS_PTRACE")) or \
                 low in ("--cap-add=all", "--cap-add=sys_admin", "--cap-add=sys_ptrace"):
             bad.append(f"--cap-add {nxt or low.split('=', 1)[1]}")
-        if low in ("--security-opt",) and "unconfined" in nxt or low.startswith("--security-opt=") and "unconfined" in low:
+        if (low == "--security-opt" and "unconfined" in nxt) or \
+                (low.startswith("--security-opt=") and "unconfined" in low):
             bad.append(f"--security-opt {nxt or low.split('=', 1)[1]}")
         if low in ("--device",) or low.startswith("--device="):
             bad.append("--device")
@@ -343,9 +342,7 @@ def _is_mcpwall(entry: ServerEntry, gateways: Iterable[str]) -> bool:
             return True
         if base.startswith("python") and args[:2] == ["-m", "mcpwall"]:
             return True
-        if base in ("uvx", "pipx") and any(a.split("==")[0].split("@")[0] == "mcpwall" for a in args[:3]):
-            return True
-        return False
+        return base in ("uvx", "pipx") and any(a.split("==")[0].split("@")[0] == "mcpwall" for a in args[:3])
     if entry.url:
         norm = entry.url.rstrip("/").lower()
         return any(norm == g.rstrip("/").lower() for g in gateways)
@@ -358,7 +355,8 @@ def check_mcpwall(entry: ServerEntry, gateways: Iterable[str]) -> list[Finding]:
     how = ("wrap it: `mcpwall wrap -- <command> <args>` (see `mcpwall scan --clients --wrap`)" if entry.command
            else "point the client at your mcpwall gateway and configure this URL as an upstream there")
     return [_finding(entry, "not-behind-mcpwall", "low", "server is not routed through mcpwall",
-                     "started directly by the client" if entry.command else f"{entry.transport} server reached directly",
+                     "started directly by the client" if entry.command
+                     else f"{entry.transport} server reached directly",
                      f"Route it through mcpwall: {how}.")]
 
 

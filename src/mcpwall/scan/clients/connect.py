@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from mcpwall.scan.clients.audit import fingerprint, redact_args
 from mcpwall.scan.clients.model import ServerEntry
@@ -91,49 +92,40 @@ async def connect_all(entries: Sequence[ServerEntry], confirm: Confirm, *, timeo
     """Connect to each entry (with consent) and fill in ``tools``; returns cross-server findings."""
     env = os.environ if env is None else env
     done: dict[str, StdioResult] = {}
+    listed: list[tuple[ServerEntry, list[dict[str, Any]]]] = []
     for entry in entries:
         if entry.disabled and not include_disabled:
             entry.connect_error = "disabled in the client; not started"
             continue
-        key = fingerprint(entry)
-        if key not in done:
+        fp = fingerprint(entry)
+        if fp not in done:
             shown = display_command(entry) if entry.command else f"{entry.transport} {entry.url}"
             if not confirm(entry, shown):
                 entry.connect_error = "not started (no consent)"
                 continue
-            done[key] = await (_connect_stdio(entry, env, timeout) if entry.command
-                               else _connect_http(entry, env, timeout))
-        result = done[key]
+            done[fp] = await (_connect_stdio(entry, env, timeout) if entry.command
+                              else _connect_http(entry, env, timeout))
+        result = done[fp]
         entry.server_name = result.server_name
         if result.tools is None:
             entry.connect_error = result.error or "no tool list"
             continue
         entry.tools = analyse_tools(result.tools, server=entry.name, location=entry.config_path)
         entry.findings.extend(f for t in entry.tools for f in t.findings)
-    # Shadowing and collisions matter between servers a client loads together.
+        listed.append((entry, result.tools))
+    # Shadowing and collisions matter between servers that one client loads together.
+    by_client: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for entry, tools in listed:
+        by_client.setdefault(entry.client, {})[entry.name] = tools
     findings: list[Finding] = []
-    by_client: dict[str, dict[str, list[dict[str, object]]]] = {}
-    for entry in entries:
-        if entry.tools is None:
-            continue
-        raw = [{"name": t.name, "description": _description(done, entry, t.name)} for t in entry.tools]
-        by_client.setdefault(entry.client, {})[entry.name] = raw
     seen: set[tuple[str, str]] = set()
     for client, servers in sorted(by_client.items()):
         if len(servers) < 2:
             continue
-        for finding in cross_server(servers):
+        for finding in cross_server(servers, location=next(e.config_path for e, _ in listed if e.client == client)):
             key = (finding.rule, finding.detail)
             if key not in seen:
                 seen.add(key)
                 finding.subject = f"{client}: {finding.subject}"
                 findings.append(finding)
     return findings
-
-
-def _description(done: Mapping[str, StdioResult], entry: ServerEntry, name: str) -> str:
-    result = done.get(fingerprint(entry))
-    for tool in (result.tools or []) if result else []:
-        if tool.get("name") == name:
-            return str(tool.get("description", "") or "")
-    return ""

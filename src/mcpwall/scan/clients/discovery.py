@@ -80,14 +80,18 @@ def normalise(name: str, entry: dict[str, Any], *, client: str, path: str, scope
         key_path=key_path, raw=entry)
 
 
-def _map_entries(block: Any, base: tuple[str | int, ...]) -> Iterator[tuple[str, dict[str, Any], tuple[str | int, ...]]]:
+KeyPath = tuple[str | int, ...]
+Found = Iterator[tuple[str, dict[str, Any], KeyPath]]
+
+
+def _map_entries(block: Any, base: KeyPath) -> Found:
     if isinstance(block, dict):
         for name, entry in block.items():
             if isinstance(entry, dict):
                 yield str(name), entry, (*base, str(name))
 
 
-def _list_entries(block: Any, base: tuple[str | int, ...]) -> Iterator[tuple[str, dict[str, Any], tuple[str | int, ...]]]:
+def _list_entries(block: Any, base: KeyPath) -> Found:
     if isinstance(block, list):
         for i, entry in enumerate(block):
             if isinstance(entry, dict):
@@ -95,7 +99,7 @@ def _list_entries(block: Any, base: tuple[str | int, ...]) -> Iterator[tuple[str
                 yield (str(name) if name else f"server-{i + 1}"), entry, (*base, i)
 
 
-def entries(kind: str, doc: Any) -> Iterator[tuple[str, dict[str, Any], tuple[str | int, ...]]]:
+def entries(kind: str, doc: Any) -> Found:
     if not isinstance(doc, dict):
         return
     if kind == paths.MCP_SERVERS:
@@ -142,7 +146,8 @@ def read_file(location: paths.Location) -> ConfigFile:
     path = location.path
     fmt = "yaml" if location.kind in (paths.CONTINUE_YAML, paths.YAML_SERVERS) else (
         "jsonc" if location.kind in (paths.VSCODE_SETTINGS, paths.ZED, paths.VSCODE) else "json")
-    config = ConfigFile(client=location.client, path=str(path), scope=location.scope, format=fmt)  # type: ignore[arg-type]
+    config = ConfigFile(client=location.client, path=str(path), scope=location.scope, format=fmt,  # type: ignore[arg-type]
+                        kind=location.kind)
     try:
         if not path.is_file():
             return config
@@ -155,10 +160,8 @@ def read_file(location: paths.Location) -> ConfigFile:
         config.error = f"unreadable: {exc.strerror or type(exc).__name__}"
         return config
     try:
-        if fmt == "yaml":
-            doc = yaml.safe_load(text)
-        else:
-            doc = jsonc.loads(text)  # plain JSON is valid JSONC; some clients accept comments anyway
+        # Plain JSON is valid JSONC, and some clients accept comments in files documented as JSON.
+        doc = yaml.safe_load(text) if fmt == "yaml" else jsonc.loads(text)
     except (ValueError, yaml.YAMLError) as exc:
         config.error = f"not valid {fmt.upper()}: {str(exc).splitlines()[0][:120]}"
         return config

@@ -82,6 +82,7 @@ class ConfigFile:
     path: str
     scope: str
     format: Literal["json", "jsonc", "yaml"] = "json"
+    kind: str = ""  # parser kind (see paths.py), so the file can be read again
     exists: bool = False
     error: str | None = None
     servers: list[ServerEntry] = field(default_factory=list)

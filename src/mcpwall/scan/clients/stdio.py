@@ -146,8 +146,9 @@ class StdioClient:
             reply = await self.request(wire.tools_list(modern=modern, cursor=cursor))
             body = reply.get("result")
             if not isinstance(body, dict):
-                error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
-                raise StdioError(f"tools/list failed (JSON-RPC {error.get('code')})")
+                error = reply.get("error")
+                code = error.get("code") if isinstance(error, dict) else None
+                raise StdioError(f"tools/list failed (JSON-RPC {code})")
             items = body.get("tools")
             if isinstance(items, list):
                 tools.extend(t for t in items if isinstance(t, dict) and isinstance(t.get("name"), str))

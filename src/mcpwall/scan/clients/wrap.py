@@ -26,7 +26,9 @@ from typing import Any
 
 from mcpwall.scan.clients import jsonc
 from mcpwall.scan.clients.audit import DEFAULT_GATEWAYS, _is_mcpwall
+from mcpwall.scan.clients.discovery import read_file
 from mcpwall.scan.clients.model import ConfigFile, ServerEntry
+from mcpwall.scan.clients.paths import Location
 
 WRAP_COMMAND = "mcpwall"
 
@@ -76,6 +78,9 @@ def _entry_path(entry: ServerEntry) -> tuple[str | int, ...]:
 
 
 def propose(config: ConfigFile) -> Proposal | None:
+    if config.kind:
+        # Work from the file as it is now, not as it was when the scan read it.
+        config = read_file(Location(config.client, Path(config.path), config.scope, config.kind))
     todo = [s for s in config.servers if s.command and not _is_mcpwall(s, DEFAULT_GATEWAYS)]
     proposal = Proposal(path=config.path, client=config.client)
     proposal.skipped = [s.name for s in config.servers if s.command is None]

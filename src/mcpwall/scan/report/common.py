@@ -14,7 +14,7 @@ SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "
 
 
 def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
-    counts = Counter(f.severity for f in findings)
+    counts: Counter[str] = Counter(str(f.severity) for f in findings)
     return {s: counts.get(s, 0) for s in SEVERITIES}
 
 
@@ -33,4 +33,4 @@ def short_path(path: str, home: str) -> str:
 
 
 def status_symbol(status: str) -> str:
-    return {"pass": "✔", "fail": "✘", "na": "–", "unknown": "?"}[status]
+    return {"pass": "✔", "fail": "✘", "na": "\u2013", "unknown": "?"}[status]

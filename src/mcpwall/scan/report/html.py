@@ -1,6 +1,6 @@
 """Self-contained HTML reports: one file, inline CSS, no scripts, no external assets.
 
-The clients report leads with what a reader wants first (how bad, where), then a servers ×
+The clients report leads with what a reader wants first (how bad, where), then a servers by
 capabilities matrix, then one card per server with its findings and fixes. Every value from a
 configuration file or a server is escaped; credentials never reach the report because the
 result types only hold redacted values.
@@ -24,8 +24,10 @@ header{background:linear-gradient(135deg,#101828,#283061);color:#fff;padding:28p
 header h1{margin:0 0 4px;font-size:22px;font-weight:650;letter-spacing:.2px}header p{margin:0;color:#c7d0e0}
 main{max-width:1180px;margin:0 auto;padding:24px 40px 60px}
 .cards{display:flex;gap:14px;flex-wrap:wrap;margin:-44px 0 24px}
-.card{background:var(--card);border-radius:12px;box-shadow:0 1px 3px rgba(16,24,40,.12);padding:14px 18px;min-width:130px}
-.card b{display:block;font-size:26px;line-height:1.1}.card span{color:var(--muted);font-size:12px;text-transform:uppercase;
+.card{background:var(--card);border-radius:12px;box-shadow:0 1px 3px rgba(16,24,40,.12);padding:14px 18px;
+min-width:130px}
+.card b{display:block;font-size:26px;line-height:1.1}
+.card span{color:var(--muted);font-size:12px;text-transform:uppercase;
 letter-spacing:.6px}
 .card.critical b,.card.high b{color:var(--high)}.card.medium b{color:var(--med)}.card.low b{color:var(--low)}
 h2{font-size:16px;margin:30px 0 10px}
@@ -91,7 +93,8 @@ def _cards(pairs: list[tuple[str, str, str]]) -> str:
 
 
 _CAP_LABEL = {"filesystem-read": "Files<br>read", "filesystem-write": "Files<br>write",
-              "network-egress": "Network<br>egress", "shell": "Shell", "secrets": "Secrets", "database": "Data-<br>base"}
+              "network-egress": "Network<br>egress", "shell": "Shell", "secrets": "Secrets",
+              "database": "Data-<br>base"}
 
 
 def _cap_cell(capability: str, present: bool) -> str:
@@ -121,8 +124,8 @@ def _matrix(report: ClientsReport) -> str:
 
 
 def _server_card(entry: ServerEntry, home: str) -> str:
-    meta = [escape(entry.client), escape(short_path(entry.config_path, home)) + (f":{entry.line}" if entry.line else ""),
-            escape(entry.transport)]
+    where = escape(short_path(entry.config_path, home)) + (f":{entry.line}" if entry.line else "")
+    meta = [escape(entry.client), where, escape(entry.transport)]
     if entry.disabled:
         meta.append("disabled")
     if entry.tools is not None:
@@ -142,7 +145,7 @@ def clients(report: ClientsReport, *, home: str = "") -> str:
     cards = [(str(len(report.servers)), "servers", ""), (str(len({f.client for f in found})), "clients", "")]
     cards += [(str(counts[s]), s, s) for s in ("critical", "high", "medium", "low") if counts[s] or s != "critical"]
     body = _cards(cards)
-    body += "<h2>Servers × capabilities</h2>" + _matrix(report)
+    body += "<h2>Servers &times; capabilities</h2>" + _matrix(report)
     if not report.connected:
         body += ('<p class="unk">Capabilities are unknown (?) until tools are listed: run '
                  "<code>mcpwall scan --clients --connect</code>.</p>")

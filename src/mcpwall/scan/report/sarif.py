@@ -31,7 +31,8 @@ def _check_rule(spec: CheckSpec) -> dict[str, Any]:
         "fullDescription": {"text": spec.rationale},
         "help": {"text": spec.fix, "markdown": f"**Fix:** {spec.fix}"},
         "defaultConfiguration": {"level": SARIF_LEVEL[spec.severity]},
-        "properties": {"tags": ["security", "mcp", spec.group], "weight": spec.weight,
+        "properties": {"tags": ["security", "mcp", "posture" if spec.group == "posture" else "protocol"],
+                       "weight": spec.weight,
                        "security-severity": SECURITY_SEVERITY[spec.severity]},
     }
 
@@ -109,20 +110,24 @@ def clients(report: ClientsReport) -> dict[str, Any]:
         if finding.rule not in index:
             index[finding.rule] = len(rules)
             rules.append(_finding_rule(finding))
-        physical: dict[str, Any] = {"artifactLocation": {"uri": _file_uri(finding.location or "")}}
-        line = entry.line if entry is not None else lines.get((finding.location, finding.subject))
-        if line:
-            physical["region"] = {"startLine": line}
-        location: dict[str, Any] = {"physicalLocation": physical}
+        location: dict[str, Any] = {}
+        if finding.location:
+            physical: dict[str, Any] = {"artifactLocation": {"uri": _file_uri(finding.location)}}
+            line = entry.line if entry is not None else lines.get((finding.location, finding.subject))
+            if line:
+                physical["region"] = {"startLine": line}
+            location["physicalLocation"] = physical
         if entry is not None:
             location["logicalLocations"] = [{"name": entry.name, "kind": "object",
                                              "fullyQualifiedName": f"{entry.client}/{entry.name}"}]
-        results.append({
+        result: dict[str, Any] = {
             "ruleId": finding.rule, "ruleIndex": index[finding.rule], "level": SARIF_LEVEL[finding.severity],
             "message": {"text": f"{finding.title}: {finding.detail}"},
-            "locations": [location],
             "properties": {"subject": finding.subject, "severity": finding.severity},
-        })
+        }
+        if location:
+            result["locations"] = [location]
+        results.append(result)
     run = {
         "tool": {"driver": _driver(rules)},
         "invocations": [{"executionSuccessful": True}],
