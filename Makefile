@@ -16,7 +16,7 @@ SCHEMA := docs/config.schema.json
 export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
 export PIP_CACHE_DIR ?= $(CURDIR)/.cache/pip
 
-.PHONY: help install lock test lint typecheck schema schema-check bench demo
+.PHONY: help install install-py lock test lint typecheck schema schema-check bench demo
 
 help:
 	@echo "make install       create $(VENV) ($(PYTHON)), install $(LOCK) + mcpwall, and the Node test peers"
@@ -36,18 +36,20 @@ $(UV): $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 # Exact pins from the lock, then mcpwall itself without re-resolving anything.
-install: $(UV)
+install-py: $(UV)
 	@[[ "$$($(UV) --version)" == "uv $(UV_VERSION)"* ]] || \
 		$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(UV) pip install --quiet --python $(PY) -r $(LOCK)
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+
+install: install-py
 	scripts/test-deps.sh >/dev/null
 
 lock: $(UV)
 	$(UV) pip compile --quiet pyproject.toml --extra dev --python-version 3.11 --universal \
 		--generate-hashes --output-file $(LOCK)
 
-test:
+test: install
 	$(PY) -m pytest -p no:cacheprovider
 
 lint:
@@ -65,5 +67,5 @@ schema-check:
 bench:
 	$(PY) -m bench
 
-demo:
+demo: install-py
 	$(PY) -m mcpwall demo

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.jwks_server import IdentityProvider
-from support.pki import ec_key, public_pem
 
 from mcpwall.auth.base import AuthFailure
 from mcpwall.auth.bearer import BearerMethod, BearerSettings, challenge, metadata_routes
 from mcpwall.gateway.call import ANONYMOUS, Call
+from support.jwks_server import IdentityProvider
+from support.pki import ec_key, public_pem
 
 RESOURCE = "https://mcp.example.com/mcp"
 

@@ -14,12 +14,12 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from support.pki import Issued, issue, make_ca
 
 from mcpwall.auth.mtls import MtlsMethod, MtlsSettings
 from mcpwall.config.model import TlsConfig
 from mcpwall.gateway.call import ANONYMOUS, Call
 from mcpwall.transports.tls import build_server_context, describe_certificate, tls_info, uvicorn_kwargs
+from support.pki import Issued, issue, make_ca
 
 
 async def echo_tls(scope: Any, receive: Any, send: Any) -> None:

@@ -171,6 +171,9 @@ class CompiledCel:
 
         self.source = source
         self.program = cel.compile(source)
+        # Converting unused variables into CEL values costs more than evaluating most
+        # expressions, so only the ones the expression names are built.
+        self.names = frozenset(self.program.variables())
 
     def check(self, variables: dict[str, Any]) -> str | None:
         try:

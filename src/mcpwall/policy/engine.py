@@ -206,12 +206,10 @@ class CompiledPolicy:
             return _with_trace(Decision("deny", f"{call.name} is destructive and needs confirmation "
                                                 f"(header {self.confirm_header}: {call.name})",
                                         "confirm_destructive"), trace)
-        variables: dict[str, Any] | None = None
         for rule in self.rules:
             if not rule.applies(call.kind, call.name, capability, call.principal.roles):
                 continue
-            if rule.cel is not None and variables is None:
-                variables = _cel_variables(call)
+            variables = _cel_variables(call, rule.cel.names) if rule.cel is not None else None
             failure = self._check(rule, call, variables)
             if failure is not None:
                 return _with_trace(failure, trace)
@@ -261,19 +259,28 @@ def _auth_methods(principal: Principal) -> set[str]:
     return methods
 
 
-def _cel_variables(call: Input) -> dict[str, Any]:
-    p = call.principal
-    return {
-        "args": call.args,
-        "principal": {"id": p.id, "roles": sorted(p.roles), "scopes": sorted(p.scopes),
-                      "auth_method": p.auth_method, "auth_methods": sorted(_auth_methods(p)),
-                      "attributes": dict(p.attributes)},
-        "time": call.now.astimezone(UTC),
-        "server": call.server or "",
-        "tool": call.name if call.kind == "tool" else "",
-        "target": call.name,
-        "method": call.method,
-    }
+def _cel_variables(call: Input, names: frozenset[str]) -> dict[str, Any]:
+    """The CEL variables an expression uses (see :class:`CompiledCel`)."""
+    out: dict[str, Any] = {}
+    for name in names:
+        if name == "args":
+            out[name] = call.args
+        elif name == "principal":
+            p = call.principal
+            out[name] = {"id": p.id, "roles": sorted(p.roles), "scopes": sorted(p.scopes),
+                         "auth_method": p.auth_method, "auth_methods": sorted(_auth_methods(p)),
+                         "attributes": dict(p.attributes)}
+        elif name == "time":
+            out[name] = call.now.astimezone(UTC)
+        elif name == "server":
+            out[name] = call.server or ""
+        elif name == "tool":
+            out[name] = call.name if call.kind == "tool" else ""
+        elif name == "target":
+            out[name] = call.name
+        elif name == "method":
+            out[name] = call.method
+    return out
 
 
 def _with_trace(decision: Decision, trace: list[str] | None) -> Decision:
