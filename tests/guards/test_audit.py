@@ -14,6 +14,7 @@ import pytest
 
 import mcpwall.config.model  # noqa: F401 - loads the guard registry before the guard modules
 from mcpwall.audit.settings import AuditSettings
+from mcpwall.audit.signing import load_or_create
 from mcpwall.audit.sqlite import SqliteStore
 from mcpwall.audit.store import StoreError
 from mcpwall.config.loader import load_text
@@ -225,3 +226,21 @@ async def test_a_record_that_cannot_be_built_still_leaves_a_trace(harness: Harne
     (record,) = [r for r in harness.records() if r.get("id") == call.decision_id]
     assert (record["decision"], record["error_code"], record["principal"]) == ("deny", -31403, {"id": "alice"})
     assert record["reason"].startswith("record incomplete")
+
+
+async def test_a_store_behind_its_head_file_is_alerted_at_start_up(harness: Harness) -> None:
+    guard = await harness.guard()
+    await guard.on_complete(make_call(), Outcome(decision="allow"))
+    assert guard.writer is not None and guard.writer.head is not None
+    chain = guard.writer.head.chain
+    await guard.aclose()
+    harness.guards.clear()
+    # The head file claims more records than the store holds (the store was cut back).
+    signer = load_or_create(harness.dir / "mcpwall-audit.key")
+    head_file = harness.dir / "gw-audit.db.head"
+    head_file.write_bytes(signer.checkpoint(chain, 999, "0" * 64, "2030-01-01T00:00:00.000000Z").to_json())
+    guard = await harness.guard()
+    assert [a.rule for a in guard.alerts.recent] == ["audit_health"]
+    await guard.aclose()
+    harness.guards.clear()
+    assert "audit.anomaly" in [r["kind"] for r in harness.records()]

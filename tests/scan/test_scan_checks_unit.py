@@ -264,3 +264,13 @@ def test_rate_probe_needs_a_429() -> None:
     assert mcp_checks.check_rate(ev)[0] == "fail"
     ev.burst.append(ex("burst:9", 429, headers={"Retry-After": "1"}))
     assert mcp_checks.check_rate(ev)[0] == "pass"
+
+
+def test_docs_list_every_check_with_its_weight() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "scan.md").read_text()
+    for spec, _ in (*POSTURE, *MCP):
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{spec.id}`")), None)
+        assert row is not None, spec.id
+        assert f"| {spec.weight} |" in row, spec.id

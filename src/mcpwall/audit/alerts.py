@@ -234,6 +234,11 @@ class AlertEngine:
             await asyncio.sleep(10.0)
             self._flush_summary()
 
+    def use_seen(self, seen: set[str], note_seen: Callable[[str], None]) -> None:
+        """Start from the keys already seen (stored with the audit trail) and persist new ones."""
+        self.seen |= seen
+        self._note_seen = note_seen
+
     # -- inputs -------------------------------------------------------------------------------
 
     def on_event(self, event: dict[str, Any]) -> None:

@@ -93,14 +93,25 @@ class AuditWriter:
         self._last_checkpoint = time.monotonic()
         self._next_prune = time.monotonic()
         self.seen_at_start: set[str] = set()
+        self._held: list[tuple[str, dict[str, Any]]] | None = None
 
     # -- life cycle (event loop side) ---------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, hold_notifications: bool = False) -> None:
+        """Open the store and start the writer thread. With ``hold_notifications``, what start-up
+        finds (a head-file anomaly) is reported only at :meth:`release_notifications`, once the
+        caller's listeners are in place."""
         self._loop = asyncio.get_running_loop()
+        if hold_notifications:
+            self._held = []
         await asyncio.to_thread(self.open_sync)
         self._thread = threading.Thread(target=self._run, name="mcpwall-audit-writer", daemon=True)
         self._thread.start()
+
+    def release_notifications(self) -> None:
+        held, self._held = self._held, None
+        for kind, fields in held or ():
+            self._emit(kind, fields)
 
     def open_sync(self) -> None:
         """Open the store, read the head and the seen keys, and compare the head file."""
@@ -376,6 +387,10 @@ class AuditWriter:
 
     def _emit(self, kind: str, fields: dict[str, Any]) -> None:
         if self._notify is None:
+            return
+        held = self._held
+        if held is not None:
+            held.append((kind, fields))
             return
         loop = self._loop
         if loop is not None and not _in_loop(loop):

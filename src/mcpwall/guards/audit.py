@@ -74,14 +74,14 @@ class AuditGuard(Guard):
             batch_max=s.batch_max, buffer_size=s.buffer_size, checkpoint_every=s.checkpoint_every,
             checkpoint_interval=s.checkpoint_interval, retention=s.retention, prune_interval=s.prune_interval,
             head_file=self.paths.head_file), notify=self._writer_event)
-        await self.writer.start()
-        self.alerts.seen |= self.writer.seen_at_start
-        self.alerts._note_seen = self.writer.note_seen
+        await self.writer.start(hold_notifications=True)
+        self.alerts.use_seen(self.writer.seen_at_start, self.writer.note_seen)
         await self.alerts.start()
         self._unsubscribe = self.env.events.subscribe(self._on_event)
         self.metrics.attach_events(self.env.events)
         self.metrics.watch_audit(self.writer)
         self.env.state["audit"] = self
+        self.writer.release_notifications()  # start-up findings, now that alerts are listening
         log.info("audit trail at %s (chain %s, seq %d)", store.location, self.writer.head.chain if self.writer.head
                  else "?", self.writer.head.seq if self.writer.head else 0)
 

@@ -154,6 +154,17 @@ class _Compiled:
         self.quotas = [(spec, _Matcher.of(spec), zoneinfo.ZoneInfo(spec.tz),
                         [(glob_regex([g]), c) for g, c in spec.cost.items()]) for spec in settings.quotas]
         self.exempt = frozenset(settings.exempt_roles)
+        self._windows: dict[tuple[str, str], tuple[float, float, str]] = {}  # (period, tz) → (start, end, id)
+
+    def window(self, period: str, tz: zoneinfo.ZoneInfo, now: float) -> tuple[str, float]:
+        """:func:`_window`, remembered until the window ends (calendar maths is not free)."""
+        key = (period, str(tz))
+        cached = self._windows.get(key)
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached[2], cached[1]
+        window_id, resets_at, start = _window(period, tz, now)
+        self._windows[key] = (start, resets_at, window_id)
+        return window_id, resets_at
 
 
 class RateLimitGuard(Guard):
@@ -234,7 +245,7 @@ class RateLimitGuard(Guard):
                         qspec.default_cost)
             if cost <= 0:
                 continue
-            window, resets_at = _window(qspec.period, tz, now)
+            window, resets_at = compiled.window(qspec.period, tz, now)
             for key in _keys(qspec.name, qspec.per, matcher.roles, call, tool):
                 limits.append(Quota(f"quota:{key}:{window}", limit=qspec.limit, resets_at=resets_at, cost=cost))
         return limits
@@ -273,14 +284,15 @@ def _keys(name: str, per: list[Dimension], roles_filter: frozenset[str], call: C
     return [":".join([*base, *parts, "r=" + role]) for role in role_values]
 
 
-def _window(period: str, tz: zoneinfo.ZoneInfo, now: float) -> tuple[str, float]:
-    """The calendar window containing ``now`` in ``tz``: its id and when it ends (epoch)."""
+def _window(period: str, tz: zoneinfo.ZoneInfo, now: float) -> tuple[str, float, float]:
+    """The calendar window containing ``now`` in ``tz``: its id, when it ends and when it
+    started (epoch seconds)."""
     local = datetime.fromtimestamp(now, tz)
     if period == "day":
         start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         end = start + timedelta(days=1)  # aware arithmetic is wall-clock: DST days of 23/25 hours work
-        return start.strftime("%Y-%m-%d"), end.timestamp()
+        return start.strftime("%Y-%m-%d"), end.timestamp(), start.timestamp()
     days = calendar.monthrange(local.year, local.month)[1]
     start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = start + timedelta(days=days)
-    return start.strftime("%Y-%m"), end.timestamp()
+    return start.strftime("%Y-%m"), end.timestamp(), start.timestamp()
