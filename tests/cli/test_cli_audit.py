@@ -106,3 +106,32 @@ def test_missing_store_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("storage: {url: 'sqlite:///nothing.db'}\n")
     result = CliRunner().invoke(audit, ["verify", "-c", str(path)])
     assert result.exit_code != 0 and "no audit database" in result.output
+
+
+def test_an_export_with_proof_verifies_offline_and_tampering_is_named(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "chain.jsonl"
+    assert run("export", "-c", str(config), "--proof", "-o", str(out)).exit_code == 0
+    lines = out.read_text().splitlines()
+    assert orjson.loads(lines[-1]).keys() == {"head"}
+    ok = run("verify", "-c", str(config), "--file", str(out))
+    assert ok.exit_code == 0, ok.output
+
+    def verdict(edited: list[str]) -> dict[str, Any]:
+        out.write_text("\n".join(edited) + "\n")
+        result = CliRunner().invoke(audit, ["verify", "-c", str(config), "--file", str(out), "--json"])
+        assert result.exit_code == 1
+        return orjson.loads(result.stdout)["first_bad"]
+
+    record = orjson.loads(lines[4])
+    record["decision"] = "deny" if record.get("decision") == "allow" else "allow"
+    assert verdict([*lines[:4], orjson.dumps(record).decode(), *lines[5:]])["seq"] == 5
+    deleted = verdict([*lines[:9], *lines[10:]])
+    assert (deleted["kind"], deleted["seq"], deleted["until_seq"]) == ("deleted", 10, 10)
+    trailer = [line for line in lines if orjson.loads(line).keys() & {"checkpoint", "head"}]
+    records_only = [line for line in lines if line not in trailer]
+    assert verdict([*records_only[:-3], *trailer])["kind"] == "truncated"
+
+
+def test_proof_needs_an_unfiltered_jsonl_export(config: Path) -> None:
+    result = CliRunner().invoke(audit, ["export", "-c", str(config), "--proof", "--principal", "bob"])
+    assert result.exit_code == 2

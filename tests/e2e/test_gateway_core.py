@@ -369,3 +369,15 @@ def _alive(pid: int) -> bool:
             return fh.read().split(") ", 1)[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_legacy_sse_front_when_enabled(gateway_factory: Any) -> None:
+    from mcp.client.sse import sse_client
+
+    gw = gateway_factory({"listen": {"legacy_sse": True}, "servers": {"sdk": sdk_stdio()}})
+    async with Client(sse_client(f"{gw.base_url}/sse"), mode="legacy") as client:
+        assert "sdk__echo" in {t.name for t in (await client.list_tools()).tools}
+        assert result_text(await client.call_tool("sdk__echo", {"text": "old transport"})) == "old transport"
+    async with httpx.AsyncClient() as http:  # off by default
+        off = gateway_factory({"servers": {"sdk": sdk_stdio()}})
+        assert (await http.get(f"{off.base_url}/sse")).status_code == 404

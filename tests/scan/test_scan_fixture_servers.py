@@ -40,12 +40,13 @@ async def test_posture_flaw_fails_exactly_its_check(fleet: Fleet, flaw: str) -> 
 
 @pytest.mark.parametrize("flaw", sorted(MCP_FLAWS))
 async def test_mcp_flaw_fails_exactly_its_probe(fleet: Fleet, flaw: str) -> None:
-    report = await scan_url(fleet.urls[flaw], fleet.options(flaw, active=True))
-    assert failed(report.mcp) == {MCP_FLAWS[flaw]}
+    probe = next(spec for spec, _ in MCP if spec.id == MCP_FLAWS[flaw])
+    report = await scan_url(fleet.urls[flaw], fleet.options(flaw, active=probe.active_only))
+    assert failed(report.mcp) == {probe.id}
     assert report.grade.score == 100, [r.spec.id for r in report.posture if r.status != "pass"]
     assert report.mcp_grade is not None
-    weight = next(spec.weight for spec, _ in MCP if spec.id == MCP_FLAWS[flaw])
-    assert report.mcp_grade.score == round(100 * (115 - weight) / 115)
+    total = 115 if probe.active_only else 100
+    assert report.mcp_grade.score == round(100 * (total - probe.weight) / total)
 
 
 async def test_server_with_every_flaw_fails_every_check(fleet: Fleet) -> None:

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mcpwall.audit.record import genesis_hash, index_columns, record_hash
+from mcpwall.audit.record import canonical, genesis_hash, index_columns, record_hash
 from mcpwall.audit.signing import Checkpoint, verify_checkpoint
 from mcpwall.audit.store import COLUMNS, AuditStore, Head, Row, StoreError
 
@@ -251,6 +251,42 @@ def verify_rows(rows: Iterable[Row], head: Head, checkpoints: list[Checkpoint],
         found.add(Problem("signature", None, "the head row does not match its own signature"))
 
     report.problems = found.items
+    return report
+
+
+def verify_export(lines: Iterable[str | bytes], keys: dict[str, Ed25519PublicKey], *,
+                  head_file: Checkpoint | None = None) -> Report:
+    """Verify a JSON-lines export made with ``--proof``: records (each with its ``hash``), then
+    ``{"checkpoint": {...}}`` lines and one ``{"head": {...}}`` line, all signed."""
+    started = time.perf_counter()
+    rows: list[Row] = []
+    checkpoints: list[Checkpoint] = []
+    head_cp: Checkpoint | None = None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+            if "checkpoint" in obj:
+                checkpoints.append(Checkpoint.from_obj(obj["checkpoint"]))
+            elif "head" in obj:
+                head_cp = Checkpoint.from_obj(obj["head"])
+            else:
+                stored = obj.pop("hash", "")
+                seq = obj.get("seq")
+                rows.append(Row(seq if isinstance(seq, int) and not isinstance(seq, bool) else -number,
+                                stored if isinstance(stored, str) else "", canonical(obj).decode(), index_columns(obj)))
+        except ValueError:
+            rows.append(Row(-number, "", "", {}))
+    if head_cp is None:
+        report = Report()
+        report.problems.append(Problem("truncated", None, "the export carries no signed head (export it with --proof)"))
+        return report
+    head = Head(head_cp.chain, head_cp.seq, head_cp.hash, head_cp)
+    report = verify_rows(rows, head, checkpoints, keys, head_file=head_file)
+    report.seconds = time.perf_counter() - started
     return report
 
 

@@ -15,7 +15,9 @@ authorization servers to ask.
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -34,6 +36,7 @@ from mcpwall.gateway.call import Call, Principal
 Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 _DEFAULT_ALGORITHMS: tuple[Algorithm, ...] = ("RS256", "ES256")
 PRM_PATH = "/.well-known/oauth-protected-resource"
+_TOKEN_CACHE_MAX = 10_000
 
 
 class IssuerSettings(Strict):
@@ -78,6 +81,8 @@ class BearerSettings(Strict):
     jwks_max_stale: Seconds = Field(3600.0, description="How long cached keys serve after the JWKS became unreachable.")
     fetch_timeout: Seconds = Field(5.0, gt=0)
     max_token_bytes: int = Field(16384, ge=512)
+    token_cache_ttl: Seconds = Field(
+        60.0, le=3600, description="How long a verified token is remembered (never past its exp); 0 disables.")
 
     @field_validator("resource")
     @classmethod
@@ -145,6 +150,9 @@ class BearerMethod(AuthMethod):
         self._issuers = {i.issuer: i for i in settings.issuers}
         self._caches: dict[str, JwksCache] = {}
         self._accepted = {alg for i in settings.issuers for alg in i.algorithms}
+        # SHA-256 of a verified token → (valid until, claims, issuer). Signature checks cost far
+        # more than the rest of a request; a token is re-verified at least every token_cache_ttl.
+        self._verified: OrderedDict[bytes, tuple[float, dict[str, Any], IssuerSettings]] = OrderedDict()
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -170,6 +178,22 @@ class BearerMethod(AuthMethod):
     async def verify(self, token: str, call: Call | None = None) -> tuple[dict[str, Any], IssuerSettings]:
         if len(token) > self.settings.max_token_bytes or token.count(".") != 2:
             raise AuthFailure("malformed_token", method=self.name)
+        key = hashlib.sha256(token.encode()).digest()
+        now = self._clock()
+        cached = self._verified.get(key)
+        if cached is not None and cached[0] > now:
+            self._check_binding(cached[1], call)
+            return cached[1], cached[2]
+        claims, issuer = await self._verify(token, call)
+        ttl = self.settings.token_cache_ttl
+        exp = claims.get("exp")
+        if ttl > 0 and isinstance(exp, (int, float)):
+            self._verified[key] = (min(float(exp), now + ttl), claims, issuer)
+            while len(self._verified) > _TOKEN_CACHE_MAX:
+                self._verified.popitem(last=False)
+        return claims, issuer
+
+    async def _verify(self, token: str, call: Call | None) -> tuple[dict[str, Any], IssuerSettings]:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})

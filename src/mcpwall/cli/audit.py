@@ -21,7 +21,7 @@ from mcpwall.audit.record import parse_timestamp, timestamp
 from mcpwall.audit.settings import AuditPaths, AuditSettings, resolve_paths
 from mcpwall.audit.signing import SigningKeyError, load_public_keys
 from mcpwall.audit.store import AuditStore, Filters, Row, StoreError, open_store
-from mcpwall.audit.verify import read_head_file, verify_store
+from mcpwall.audit.verify import read_head_file, verify_export, verify_store
 from mcpwall.config.loader import load
 from mcpwall.config.model import _parse_duration
 from mcpwall.errors import ConfigError
@@ -124,9 +124,16 @@ def _emit(rows: Iterable[Row], fmt: str, out: TextIO) -> int:
               help="Trusted Ed25519 public key (PEM); repeatable. Default: the key beside the signing key.")
 @click.option("--head-file", type=click.Path(dir_okay=False), help="A copy of the signed head kept elsewhere.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(config_path: str, public_keys: tuple[str, ...], head_file: str | None, as_json: bool) -> None:
+@click.option("--file", "export_file", type=click.Path(exists=True, dir_okay=False),
+              help="Verify a JSON-lines export made with 'export --proof' instead of the store.")
+def verify(config_path: str, public_keys: tuple[str, ...], head_file: str | None, as_json: bool,
+           export_file: str | None) -> None:
     """Check every record, link and signature; exit 1 naming the first bad record."""
-    _, paths, store = _open(config_path)
+    if export_file is not None:
+        _, paths = _settings(config_path)
+        store = None
+    else:
+        _, paths, store = _open(config_path)
     key_paths = [Path(p) for p in public_keys]
     if not key_paths:
         if paths.public_key.exists():
@@ -144,11 +151,16 @@ def verify(config_path: str, public_keys: tuple[str, ...], head_file: str | None
         outside = read_head_file(head_path) if head_path is not None else None
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot read the head file: {exc}") from None
-    try:
-        report = verify_store(store, keys, head_file=outside,
-                              head_file_name=f"head file {head_path.name}" if head_path else "head file")
-    finally:
-        store.close()
+    if store is None:
+        assert export_file is not None
+        with open(export_file, "rb") as handle:
+            report = verify_export(handle, keys, head_file=outside if head_file else None)
+    else:
+        try:
+            report = verify_store(store, keys, head_file=outside,
+                                  head_file_name=f"head file {head_path.name}" if head_path else "head file")
+        finally:
+            store.close()
     if as_json:
         click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
     else:
@@ -219,19 +231,33 @@ def query(config_path: str, limit: int, fmt: str, **filters: Any) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
               help="jsonl (re-verifiable), cef, syslog (RFC 5424 with CEF), otel (OTLP/JSON log records).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
+@click.option("--proof", is_flag=True, help="jsonl only: append the signed checkpoints and head, so the export "
+                                            "can be verified offline with 'verify --file'.")
 @_filters
-def export(config_path: str, fmt: str, output: str | None, **filters: Any) -> None:
+def export(config_path: str, fmt: str, output: str | None, proof: bool, **filters: Any) -> None:
     """Export records for a SIEM or for offline verification."""
+    if proof and (fmt != "jsonl" or any(v is not None for v in filters.values())):
+        raise click.UsageError("--proof needs --format jsonl and no filters (it proves the whole chain)")
     _, _, store = _open(config_path)
     flt = _make_filters(**filters)
     try:
+        head = store.head() if proof else None  # read first: records written meanwhile stay verifiable
         rows = _all_rows(store, flt)
+        if proof:
+            rows = (row for row in rows if head is None or row.seq <= head.seq)
+        handle = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+        try:
+            count = _emit(rows, fmt, handle)
+            if proof and head is not None and head.checkpoint is not None:
+                for cp in store.checkpoints():
+                    if cp.seq <= head.seq:
+                        handle.write(orjson.dumps({"checkpoint": orjson.loads(cp.to_json())}).decode() + "\n")
+                handle.write(orjson.dumps({"head": orjson.loads(head.checkpoint.to_json())}).decode() + "\n")
+        finally:
+            if output:
+                handle.close()
         if output:
-            with open(output, "w", encoding="utf-8") as handle:
-                count = _emit(rows, fmt, handle)
             click.echo(f"{count} {'documents' if fmt == 'otel' else 'records'} written to {output}", err=True)
-        else:
-            _emit(rows, fmt, sys.stdout)
     finally:
         store.close()
 

@@ -121,6 +121,9 @@ class ListenConfig(Strict):
     legacy_session_idle_timeout: Seconds = 1800.0
     max_sessions: int = Field(10_000, gt=0)
     sse_keepalive: Seconds = 15.0
+    legacy_sse: bool = Field(
+        False, description="Also serve the deprecated HTTP+SSE transport (2024-11-05): GET /sse opens a "
+                           "session stream, clients POST to /messages?session_id=…")
     tls: TlsConfig | None = None
     https_only: Literal["off", "refuse", "redirect"] = Field(
         "off", description="Plain-HTTP requests (scheme seen after trusted proxy headers): refuse with 403 "

@@ -20,7 +20,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.routing import BaseRoute, Router
 
@@ -56,6 +56,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_PATH, MESSAGES_PATH = "/sse", "/messages"  # the deprecated HTTP+SSE transport, when enabled
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
 
@@ -105,6 +106,17 @@ class HttpFront:
             return
         if path == self.path:
             await self._mcp(scope, receive, send)
+        elif self.config.legacy_sse and path in (SSE_PATH, MESSAGES_PATH):
+            try:
+                if path == SSE_PATH and scope["method"] == "GET":
+                    await self._legacy_sse_stream(scope, receive, send)
+                elif path == MESSAGES_PATH and scope["method"] == "POST":
+                    await self._legacy_sse_message(scope, receive, send)
+                else:
+                    raise HttpError(405, "Method Not Allowed",
+                                    headers={"allow": "GET" if path == SSE_PATH else "POST"})
+            except HttpError as exc:
+                await _plain(send, exc.status, exc.body(), exc.headers)
         elif path == "/healthz" and scope["method"] in ("GET", "HEAD"):
             ready = self.gateway.ready.is_set()
             await _plain(send, 200 if ready else 503, b'{"status":"ok"}' if ready else b'{"status":"starting"}')
@@ -472,6 +484,81 @@ class HttpFront:
             session.stream_open = False
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- the deprecated HTTP+SSE transport (2024-11-05) ----------------------------------
+
+    async def _legacy_sse_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """GET /sse: open a session; everything for it, answers included, flows on this stream."""
+        headers = _headers(scope)
+        call = await self._base_call(scope, headers, {"jsonrpc": "2.0", "method": "http/sse"}, b"")
+        session = self.gateway.sessions.create(call.principal.id, "2024-11-05", {}, {})
+        session.stream_open = True
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        endpoint = f"{MESSAGES_PATH}?session_id={session.id}".encode()
+        await send({"type": "http.response.body", "body": encode_event(endpoint, event="endpoint"), "more_body": True})
+        watcher = asyncio.create_task(_wait_disconnect(receive))
+        try:
+            while not session.closed:
+                getter = asyncio.create_task(session.outbox.get())
+                done, _ = await asyncio.wait({getter, watcher}, timeout=self.config.sse_keepalive,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if watcher in done:
+                    getter.cancel()
+                    return
+                body = encode_event(jsonrpc.encode(getter.result())) if getter in done else KEEPALIVE
+                if getter not in done:
+                    getter.cancel()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        finally:
+            watcher.cancel()
+            await self.gateway.end_session(session.id)  # the stream is the session
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _legacy_sse_message(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /messages?session_id=…: accept a message; its answer goes out on the stream."""
+        headers = _headers(scope)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        session_id = (query.get("session_id") or query.get("sessionId") or [""])[0]
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise HttpError(415, "Unsupported Media Type: Content-Type must be application/json")
+        body = await self._read_body(scope, receive, headers)
+        try:
+            message = jsonrpc.decode(body, self.gateway.limits)
+            kind = jsonrpc.classify(message)
+        except McpwallError as exc:
+            raise HttpError(exc.http_status or 400, exc.message, code=exc.code) from None
+        call = await self._base_call(scope, headers, message, body)
+        session = self.gateway.sessions.get(session_id, call.principal.id)
+        if session is None:
+            raise HttpError(404, "Not Found: unknown or expired session", code=-32001)
+        call.session_id, call.protocol_version = session.id, session.protocol_version
+        call.client_capabilities = session.client_capabilities
+        await _plain(send, 202, b"")
+        if kind in ("response", "error"):
+            session.resolve(message)
+        elif kind == "notification":
+            await self.gateway.client_notification(call, session)
+        else:
+            session.in_flight[call.request_id] = asyncio.create_task(self._legacy_sse_answer(call, session))
+
+    async def _legacy_sse_answer(self, call: Call, session: FrontSession) -> None:
+        try:
+            if call.method == "initialize":
+                params = call.params
+                caps = params.get("capabilities")
+                info = params.get("clientInfo")
+                session.client_capabilities = call.client_capabilities = caps if isinstance(caps, dict) else {}
+                session.client_info = info if isinstance(info, dict) else {}
+            peer = SessionPeer(session, _push_to(session), legacy=True)
+            call.notify = lambda method, params: peer.notify(jsonrpc.notification(method, params))
+            call.ask_client = lambda method, params: peer.ask(method, params, 300.0)
+            reply = await self.gateway.handle(call, peer, session)
+            if call.method == "initialize" and "result" in reply.message:
+                session.protocol_version = reply.message["result"].get("protocolVersion", session.protocol_version)
+            session.push(reply.message)
+        finally:
+            session.in_flight.pop(call.request_id, None)
 
     async def _delete(self, scope: Scope, send: Send) -> None:
         headers = _headers(scope)
