@@ -26,6 +26,7 @@ UNSUPPORTED_PROTOCOL_VERSION = -32022
 # mcpwall's own codes. JSON-RPC leaves everything outside -32768..-32000 to applications, and
 # the MCP spec reserves -32020..-32099, so gateway codes live at -31xxx with the last three
 # digits echoing the matching HTTP status. docs/errors.md lists them.
+GATEWAY_UNAUTHENTICATED = -31401  # no acceptable credential (HTTP 401 with WWW-Authenticate)
 GATEWAY_REFUSED = -31403  # a guard refused the request
 GATEWAY_RATE_LIMITED = -31429  # a rate limit or quota was hit
 UPSTREAM_UNAVAILABLE = -31503  # upstream down, circuit open, or over capacity

@@ -22,7 +22,7 @@ from mcpwall.audit.record import (
 )
 from mcpwall.audit.signing import Checkpoint, Signer, verify_checkpoint
 from mcpwall.audit.store import Head, Row
-from mcpwall.audit.verify import verify_rows
+from mcpwall.audit.verify import verify_export, verify_rows
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20) | st.floats(
     allow_nan=False, allow_infinity=False)
@@ -98,3 +98,10 @@ def test_verifier_never_crashes_on_arbitrary_stored_rows(raw: list[tuple[int, st
 def test_malformed_bodies_are_reported_as_edited(body: str) -> None:
     report = verify_rows([Row(1, "0" * 64, body)], Head("chain", 1, "0" * 64), [], {})
     assert report.first_of("edited") is not None
+
+
+@given(st.lists(st.binary(max_size=80) | st.builds(lambda d: orjson.dumps(d), json_values), max_size=10))
+@settings(max_examples=150)
+def test_export_verifier_never_crashes_on_arbitrary_lines(lines: list[bytes]) -> None:
+    report = verify_export(lines, {})
+    assert not report.ok or not [line for line in lines if line.strip()]

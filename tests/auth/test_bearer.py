@@ -300,3 +300,34 @@ def test_protected_resource_metadata_and_challenges() -> None:
                             'resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp"')
     step_up = challenge(s, error="insufficient_scope", scopes=("files:write",))
     assert step_up.startswith('Bearer error="insufficient_scope", scope="files:write", resource_metadata=')
+
+
+@pytest.mark.anyio
+async def test_verified_tokens_are_remembered_no_longer_than_ttl_or_exp(idp: IdentityProvider) -> None:
+    clock = [1_000.0]
+    s = settings(idp)
+    s.token_cache_ttl = 60
+    method = BearerMethod(s, clock=lambda: clock[0])
+    checks = 0
+    verify = method._verify
+
+    async def counting(token: str, call: Call | None) -> Any:
+        nonlocal checks
+        checks += 1
+        return await verify(token, call)
+
+    method._verify = counting  # type: ignore[method-assign]
+    short = idp.token(audience=RESOURCE, lifetime=30)
+    assert await method.authenticate(call_with(short))
+    ((until, claims, _issuer),) = method._verified.values()
+    assert until == min(claims["exp"], 1_060.0)
+    assert await method.authenticate(call_with(short))
+    assert checks == 1  # remembered
+    clock[0] = 1_061.0
+    assert await method.authenticate(call_with(short))
+    assert checks == 2  # the entry ran out: the signature was checked again
+    expired = idp.token(audience=RESOURCE, lifetime=-60)
+    with pytest.raises(AuthFailure):
+        await method.authenticate(call_with(expired))
+    assert len(method._verified) == 1  # refused tokens are never remembered
+    await method.aclose()

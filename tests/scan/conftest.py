@@ -25,6 +25,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
     tls("hardened")
     tls("modern", era="modern")
+    fleet.urls["sse"] = pool.add(make_app(sse=True), cert=certs.cert, key=certs.key) + "/mcp"
     for flaw in [*POSTURE_FLAWS, *MCP_FLAWS]:
         if flaw == "plaintext":
             tls(flaw)

@@ -100,6 +100,13 @@ async def test_modern_server_is_scanned_in_its_era(fleet: Fleet) -> None:
     assert len(report.tools) == 2
 
 
+async def test_event_stream_answers_are_read(fleet: Fleet) -> None:
+    report = await scan_url(fleet.urls["sse"], fleet.options("sse", active=True))
+    assert report.era == "legacy" and len(report.tools) == 2
+    assert report.grade.score == 100
+    assert report.mcp_grade is not None and report.mcp_grade.score == 100
+
+
 async def test_unreachable_target_grades_f_with_a_note() -> None:
     import socket
 

@@ -12,7 +12,7 @@ from mcpwall.scan.tools import analyse_tool, annotation_state, capability_classe
 
 
 @pytest.mark.parametrize("text", [
-    "key AKIA" + "Q7M3ZP2XKV9HT4WB here",
+    "key AKIA" + "Q7M3ZP2XKVQHT4WB here",
     "-----BEGIN RSA PRIVATE KEY-----\n" + "MIIEowIBAAKCAQEA" * 6,
     "token ghp_" + "R8m2Qx7Lk4Vn9Pz3Tw6Yb1Hc5Jd0Fs8Ga2Ke",
     "postgres://admin:s3cr3tpw@db.internal:5432/app",
@@ -130,3 +130,16 @@ def test_a_server_mentioning_its_own_tools_is_not_shadowing() -> None:
     findings = cross_server({"notes": [tool("delete_note", "x"), tool("list_notes", "Use delete_note after this.")],
                              "other": [tool("ping_host", "y")]})
     assert findings == []
+
+
+def test_shared_engine_adapter_reports_rule_ids_and_redacts() -> None:
+    from mcpwall.scan.detect_adapter import engine_scanner
+
+    scanner = engine_scanner()
+    if scanner is None:
+        pytest.skip("the shared detection engine provides no pack yet")
+    token = "ghp_" + "R8m2Qx7Lk4Vn9Pz3Tw6Yb1Hc5Jd0Fs8Ga2Ke"
+    found = scanner.secrets(f"config: {token}")
+    assert found and all(token not in m.excerpt for m in found)
+    assert scanner.secrets("AKIAXXXXXXXXXXXXXXXX and ${API_KEY}") == []
+    assert any(m.category == "hidden_unicode" for m in scanner.poisoning("a\u200bb"))

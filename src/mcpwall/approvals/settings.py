@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mcpwall.config.model import Seconds, Strict
+from mcpwall.config.types import Seconds, Strict
 from mcpwall.gateway.classify import check_label_list
 from mcpwall.pipeline.guard import GuardSettings
 

@@ -6,34 +6,15 @@ head file from the same config.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mcpwall.config.types import Seconds
 from mcpwall.pipeline.guard import GuardSettings
 from mcpwall.storage.urls import sqlite_path
-
-# The same duration syntax (and function name, which the schema generator keys on) as the config
-# model. Defined here rather than imported from mcpwall.config.model because that module imports
-# every guard (this one included) while it loads; importing it from here would make the import
-# order matter.
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def _parse_duration(value: Any) -> Any:
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError("expected a duration such as 500ms, 30s, 5m, 1h or 7d")
-        return float(match.group(1)) * _UNITS[match.group(2)]
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
 
 
 class Strict(BaseModel):

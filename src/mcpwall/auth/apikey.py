@@ -17,7 +17,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from mcpwall.auth.base import AuthFailure, AuthMethod, Strict, bearer_token
+from mcpwall.auth.base import AuthFailure, AuthMethod, bearer_token
+from mcpwall.config.types import Strict
 from mcpwall.gateway.call import Call, Principal
 from mcpwall.storage.apikeys import KeyRecord, KeyStore
 

@@ -9,35 +9,10 @@ present but not acceptable. Failures carry a short machine reason for the audit 
 from __future__ import annotations
 
 import ipaddress
-import re
 from abc import ABC, abstractmethod
-from typing import Annotated, Any, ClassVar
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from typing import Any, ClassVar
 
 from mcpwall.gateway.call import Call, Principal
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def _parse_duration(value: Any) -> Any:
-    """``"90d"`` → 7776000.0; numbers pass through (seconds). (The name is what the config
-    schema generator recognises to offer the string form in ``docs/config.schema.json``.)"""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError("expected a duration such as 500ms, 30s, 5m, 1h or 90d")
-        return float(match.group(1)) * _UNITS[match.group(2)]
-    return value
-
-
-parse_duration = _parse_duration
-Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class AuthFailure(Exception):

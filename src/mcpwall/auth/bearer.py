@@ -29,8 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from mcpwall.auth.base import AuthFailure, AuthMethod, Seconds, Strict, bearer_token, claim_path
+from mcpwall.auth.base import AuthFailure, AuthMethod, bearer_token, claim_path
 from mcpwall.auth.jwks import Fetch, JwksCache, JwksUnavailable, check_url, discover_jwks_uri, http_fetcher
+from mcpwall.config.types import Seconds, Strict
 from mcpwall.gateway.call import Call, Principal
 
 Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from pydantic import Field
 
-from mcpwall.auth.base import Seconds, Strict
+from mcpwall.config.types import Seconds, Strict
 
 _MAX_SOURCES = 100_000
 

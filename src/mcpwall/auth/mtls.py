@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from mcpwall.auth.base import AuthFailure, AuthMethod, Strict
+from mcpwall.auth.base import AuthFailure, AuthMethod
+from mcpwall.config.types import Strict
 from mcpwall.gateway.call import Call, Principal
 
 IdentityField = Literal["san_uri", "san_dns", "san_email", "subject_cn"]

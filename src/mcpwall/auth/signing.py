@@ -34,7 +34,8 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
-from mcpwall.auth.base import AuthFailure, AuthMethod, Seconds, Strict
+from mcpwall.auth.base import AuthFailure, AuthMethod
+from mcpwall.config.types import Seconds, Strict
 from mcpwall.gateway.call import Call, Principal
 from mcpwall.storage.counters import CounterStore
 

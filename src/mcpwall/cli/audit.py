@@ -23,7 +23,7 @@ from mcpwall.audit.signing import SigningKeyError, load_public_keys
 from mcpwall.audit.store import AuditStore, Filters, Row, StoreError, open_store
 from mcpwall.audit.verify import read_head_file, verify_export, verify_store
 from mcpwall.config.loader import load
-from mcpwall.config.model import _parse_duration
+from mcpwall.config.types import parse_duration as _parse_duration
 from mcpwall.errors import ConfigError
 
 _config_option = click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from mcpwall.config.loader import load
 from mcpwall.errors import ConfigError
+from mcpwall.gateway.core import Gateway
 
 
 @click.command()
@@ -17,6 +19,9 @@ def check(config_path: str) -> None:
     """Validate the configuration; print every problem as file:line: path: message."""
     try:
         config = load(config_path)
+        # Building the gateway compiles what only fails when used (policy files, CA bundles,
+        # rule packs) without starting anything: no process, no socket, no store.
+        Gateway(config, Path(config_path).resolve().parent)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem, err=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from mcpwall.auth import apikey
-from mcpwall.auth.base import parse_duration
+from mcpwall.config.types import parse_duration
 from mcpwall.errors import ConfigError
 from mcpwall.storage.apikeys import KeyRecord, KeyStore, open_key_store
 

@@ -14,7 +14,8 @@ from typing import Any
 import click
 
 from mcpwall.config.loader import load
-from mcpwall.config.model import Config, ServerConfig, is_loopback
+from mcpwall.config.model import Config, ServerConfig
+from mcpwall.config.types import is_loopback
 from mcpwall.errors import ConfigError
 from mcpwall.gateway.core import Gateway
 
@@ -30,17 +31,14 @@ def _load_or_exit(path: str) -> Config:
         sys.exit(1)
 
 
-def setup_logging(config: Config, *, quiet_stdout: bool = False) -> None:
-    """Logs go to stderr always (stdout belongs to MCP on the stdio front)."""
-    try:
-        from mcpwall.logs import configure  # structured JSON logging, when present
+def setup_logging(config: Config) -> None:
+    """Structured logs to stderr (stdout belongs to MCP on the stdio front), and tracing when the
+    standard OTEL_* variables ask for it."""
+    from mcpwall import tracing
+    from mcpwall.logs import configure
 
-        configure(config.log)
-        return
-    except ImportError:
-        pass
-    logging.basicConfig(level=config.log.level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(config.log)
+    tracing.setup_from_env()
 
 
 def _has_authentication(gateway: Gateway) -> bool:
@@ -61,12 +59,33 @@ def _warn_weakened(config: Config) -> None:
             log.warning("guard %s runs in shadow mode: its refusals are recorded, not enforced", name)
 
 
-async def run_http(config: Config, config_dir: Path) -> None:
+def _build_gateway(config: Config, config_dir: Path) -> Gateway:
+    """Build the gateway; guard settings that only fail when compiled (a policy file, a CA bundle)
+    are reported like config errors, never as a traceback."""
+    try:
+        return Gateway(config, config_dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+
+
+def _on_sighup(gateway: Gateway, config_path: Path | None) -> None:
+    if config_path is None:
+        return
+    from mcpwall.gateway.reload import reload_config
+
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, AttributeError):
+        loop.add_signal_handler(signal.SIGHUP, reload_config, gateway, config_path)
+
+
+async def run_http(config: Config, config_dir: Path, config_path: Path | None = None) -> None:
     import uvicorn
 
     from mcpwall.transports.http_front import HttpFront
 
-    gateway = Gateway(config, config_dir)
+    gateway = _build_gateway(config, config_dir)
     if not is_loopback(config.listen.host) and not _has_authentication(gateway):
         raise click.ClickException(
             f"refusing to listen on non-loopback address {config.listen.host} without client authentication; "
@@ -75,15 +94,17 @@ async def run_http(config: Config, config_dir: Path) -> None:
     routes = [route for guard in gateway.chain.guards for route in guard.http_routes()]
     app: Any = HttpFront(gateway, routes)
     app = _wrap_http(app, config)
-    server_kwargs: dict[str, Any] = _tls_kwargs(config)
+    http = "httptools" if _has("httptools") else "h11"
+    server_kwargs: dict[str, Any] = {"http": http, **_tls_kwargs(config, config_dir, http)}
     uv_config = uvicorn.Config(app, host=config.listen.host, port=config.listen.port, lifespan="on",
                                log_level="warning", access_log=False, server_header=False, date_header=True,
-                               loop="uvloop" if _has("uvloop") else "asyncio",
-                               http="httptools" if _has("httptools") else "h11", **server_kwargs)
+                               log_config=None, loop="uvloop" if _has("uvloop") else "asyncio", **server_kwargs)
     server = uvicorn.Server(uv_config)
+    _on_sighup(gateway, config_path)
     admin = _admin_server(gateway, config)
     admin_task = asyncio.create_task(admin.serve()) if admin is not None else None
-    log.info("mcpwall listening on http://%s:%s%s", config.listen.host, config.listen.port, config.listen.path)
+    scheme = "https" if config.listen.tls is not None else "http"
+    log.info("mcpwall listening on %s://%s:%s%s", scheme, config.listen.host, config.listen.port, config.listen.path)
     try:
         await server.serve()
     finally:
@@ -100,31 +121,25 @@ async def _stop(admin: Any, task: asyncio.Task[Any] | None) -> None:
 
 def _wrap_http(app: Any, config: Config) -> Any:
     """Transport hygiene middleware (security headers, CORS, HTTPS-only), when available."""
-    try:
-        from mcpwall.transports.http_hygiene import wrap
-    except ImportError:
-        return app
+    from mcpwall.transports.http_hygiene import wrap
+
     return wrap(app, config)
 
 
-def _tls_kwargs(config: Config) -> dict[str, Any]:
-    tls = getattr(config.listen, "tls", None)
-    if tls is None:
+def _tls_kwargs(config: Config, config_dir: Path, http: str) -> dict[str, Any]:
+    if config.listen.tls is None:
         return {}
     from mcpwall.transports.tls import uvicorn_kwargs
 
-    result: dict[str, Any] = uvicorn_kwargs(tls)
-    return result
+    return uvicorn_kwargs(config.listen.tls, config_dir, http=http)  # certificate paths are config-relative
 
 
 def _admin_server(gateway: Gateway, config: Config) -> Any:
     if not config.admin.enabled:
         return None
-    try:
-        from mcpwall.admin.app import create_admin_app
-    except ImportError:
-        return None
     import uvicorn
+
+    from mcpwall.admin.app import create_admin_app
 
     class _AdminServer(uvicorn.Server):
         # The MCP server (or the stdio loop) owns the process signals; the admin port follows it.
@@ -134,7 +149,7 @@ def _admin_server(gateway: Gateway, config: Config) -> Any:
 
     app = create_admin_app(gateway)
     return _AdminServer(uvicorn.Config(app, host=config.admin.host, port=config.admin.port, lifespan="off",
-                                       log_level="warning", access_log=False, server_header=False))
+                                       log_level="warning", access_log=False, server_header=False, log_config=None))
 
 
 def _has(module: str) -> bool:
@@ -145,10 +160,11 @@ def _has(module: str) -> bool:
     return True
 
 
-async def run_stdio(config: Config, config_dir: Path) -> None:
+async def run_stdio(config: Config, config_dir: Path, config_path: Path | None = None) -> None:
     from mcpwall.transports.stdio_front import StdioFront, stdio_streams
 
-    gateway = Gateway(config, config_dir)
+    gateway = _build_gateway(config, config_dir)
+    _on_sighup(gateway, config_path)
     _warn_weakened(config)
     reader, writer = await stdio_streams()
     await gateway.start()
@@ -185,7 +201,8 @@ def serve(config_path: str) -> None:
     """Serve the MCP Streamable HTTP endpoint in front of every configured upstream."""
     config = _load_or_exit(config_path)
     setup_logging(config)
-    _run(run_http(config, Path(config_path).resolve().parent))
+    path = Path(config_path).resolve()
+    _run(run_http(config, path.parent, path))
 
 
 @click.command()
@@ -195,7 +212,8 @@ def stdio(config_path: str) -> None:
     config = _load_or_exit(config_path)
     config.admin.enabled = False if os.environ.get("MCPWALL_ADMIN") != "1" else config.admin.enabled
     setup_logging(config)
-    _run(run_stdio(config, Path(config_path).resolve().parent))
+    path = Path(config_path).resolve()
+    _run(run_stdio(config, path.parent, path))
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -211,7 +229,15 @@ def wrap(config_path: str | None, name: str | None, command: tuple[str, ...]) ->
         command=command[0], args=list(command[1:]), env=_passthrough_env(), prefix=False)}})
     config.admin.enabled = False
     setup_logging(config)
-    _run(run_stdio(config, Path(config_path).resolve().parent if config_path else Path.cwd()))
+    _run(run_stdio(config, Path(config_path).resolve().parent if config_path else _state_dir(upstream_name)))
+
+
+def _state_dir(name: str) -> Path:
+    """Where ``wrap`` without a config keeps its state (audit trail, pins): per user, per server,
+    never the directory the client happened to start it in."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "mcpwall" / f"wrap-{name}"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return base
 
 
 def _name_for(command: tuple[str, ...]) -> str:
@@ -237,13 +263,17 @@ def _passthrough_env() -> dict[str, str]:
               help="Where the demo keeps its SQLite database and lockfile.")
 def demo(port: int, state_dir: str) -> None:
     """Run the gateway on embedded defaults in front of the bundled demo upstream."""
+    import secrets
+
     from mcpwall.demo.config import demo_config
 
     directory = Path(state_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    config = demo_config(port, directory)
+    token = os.environ.get("MCPWALL_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    config = demo_config(port, directory, admin_token=token)
     setup_logging(config)
     url = f"http://127.0.0.1:{port}{config.listen.path}"
+    admin = f"http://127.0.0.1:{config.admin.port}"
     click.echo(f"""mcpwall demo — gateway on {url} in front of the bundled demo server
 
   Connect a client:
@@ -251,7 +281,12 @@ def demo(port: int, state_dir: str) -> None:
     Inspector:     npx @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list
     Python (mcp):  async with Client("{url}") as c: print(await c.list_tools())
 
-  Try: demo__get_config (its secret is redacted), demo__fetch_page (injected text is flagged).
+  Try: demo__get_config (its secret is redacted), demo__fetch_page (injected text is flagged),
+       demo__delete_records (held for approval), and read_file → fetch_page → send_email (stopped).
+  Approve held calls:
+    export MCPWALL_ADMIN_URL={admin} MCPWALL_ADMIN_TOKEN={token}
+    mcpwall approvals list && mcpwall approvals approve <id> --approver you
+  Verify the audit trail:  mcpwall audit verify --dir {directory}
   State (database, audit, pins) lives in {directory}. Stop with Ctrl-C.
 """, err=True)
     _run(run_http(config, directory))

@@ -7,7 +7,6 @@ this model and reports every problem at once with its line number.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import warnings
 from typing import Annotated, Any, Literal
@@ -15,7 +14,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -24,48 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from mcpwall.config.types import Seconds, Strict
 from mcpwall.pipeline.guard import GuardSettings
 from mcpwall.pipeline.registry import ALWAYS_LAST, GUARDS, guard_class
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
-_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
-
-
-def _parse_duration(value: Any) -> Any:
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError("expected a duration such as 500ms, 30s, 5m, 1h or 7d")
-        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    return value
-
-
-def _parse_size(value: Any) -> Any:
-    if isinstance(value, str):
-        match = _SIZE.match(value)
-        if not match:
-            raise ValueError("expected a size such as 4096, 64KiB or 4MiB")
-        return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_parse_duration, json_schema_input_type=float | str), Field(ge=0)]
-Bytes = Annotated[int, BeforeValidator(_parse_size, json_schema_input_type=int | str), Field(gt=0)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class TlsConfig(Strict):

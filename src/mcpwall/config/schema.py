@@ -27,12 +27,12 @@ TITLE = "mcpwall configuration (mcpwall.yaml)"
 # Before-validators that turn human strings into numbers ("30s", "4MiB"): the file may hold either
 # form, so the schema must accept both or editors would flag valid configs.
 _STRING_FORMS = {
-    "_parse_duration": {
+    "parse_duration": {
         "type": "string",
         "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$",
         "description": "A duration such as 500ms, 30s, 5m, 1h or 7d.",
     },
-    "_parse_size": {
+    "parse_size": {
         "type": "string",
         "pattern": r"^\s*\d+\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$",
         "description": "A size such as 4096, 64KiB or 4MiB.",

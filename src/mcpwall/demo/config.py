@@ -11,22 +11,27 @@ from mcpwall.config.model import Config
 from mcpwall.pipeline.registry import GUARDS
 
 # Guard settings for the demo, in chain order; guards not in this build are skipped.
+# ``flow`` runs before the content guards so it sees their findings on the way back; ``approval``
+# runs after them so their findings feed its risk score.
 DEMO_GUARDS: dict[str, dict[str, Any]] = {
     "limits": {},
     "pins": {"mode": "tofu"},
     "poisoning": {},
     "schema": {},
     "egress": {},
+    "flow": {},
     "dlp": {"mode": "redact"},
     "injection": {"mode": "flag"},
-    "approval": {"rules": [{"tools": "demo__delete_records", "action": "approve", "timeout": "60s"}]},
-    "flow": {},
+    "approval": {"rules": [{"name": "deletions", "tools": ["demo__delete_records"], "timeout": "60s"}]},
     "audit": {},
 }
 
 
-def demo_config(port: int, state_dir: Path) -> Config:
-    guards = {name: settings for name, settings in DEMO_GUARDS.items() if name in GUARDS}
+def demo_config(port: int, state_dir: Path, admin_token: str | None = None) -> Config:
+    """The demo's config. ``admin_token`` lets approvers act on held calls through the admin API."""
+    guards = {name: dict(settings) for name, settings in DEMO_GUARDS.items() if name in GUARDS}
+    if "approval" in guards and admin_token:
+        guards["approval"]["admin_token"] = admin_token
     raw: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": port, "path": "/mcp"},
         "admin": {"host": "127.0.0.1", "port": port + 1},

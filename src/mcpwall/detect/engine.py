@@ -256,7 +256,7 @@ def _compile_hyperscan(rules: Sequence[Rule]) -> Any:
     special = pcre_class(special_ranges())
     expressions = [r.pattern.pcre.encode() for r in rules] + [special.encode()]
     base = _hs.HS_FLAG_UTF8 | _hs.HS_FLAG_SINGLEMATCH
-    flags = [base | (_hs.HS_FLAG_CASELESS if r.pattern.ignore_case else 0) for r in rules] + [base]
+    flags = [base for _ in expressions]  # case-insensitivity is spelled out in the rendering
     try:
         return _hs_database(expressions, flags)
     except _hs.error:

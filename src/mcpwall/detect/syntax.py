@@ -36,6 +36,13 @@ MAX_WIDTH = 2048
 _MAX_CODEPOINT = 0x10FFFF
 _SURROGATES = (0xD800, 0xDFFF)  # never present in scanned text (the normaliser replaces them)
 
+# Above these bounds the Hyperscan rendering leaves the repetition open (a superset; see _render_item).
+_LOOSE_LIMIT = 255
+_LOOSE_SPAN = 48
+_LOOSE_LOW = 32
+_WIDE_LOOSE_LIMIT = 16
+_NEGATED_CATEGORIES = frozenset({_c.CATEGORY_NOT_DIGIT, _c.CATEGORY_NOT_SPACE, _c.CATEGORY_NOT_WORD})
+
 _DIGIT = ((0x30, 0x39),)
 _SPACE = ((0x09, 0x0D), (0x20, 0x20))
 _WORD = ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A))
@@ -47,7 +54,10 @@ class PatternError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Portable:
-    """A pattern both engines can run: the compiled ``re`` object and its PCRE rendering."""
+    """A pattern both engines can run: the compiled ``re`` object and its PCRE rendering.
+
+    ``pcre`` matches exactly what ``compiled`` matches, except that very wide bounded repetitions
+    are left open-ended there: a superset, which is safe for a prefilter that ``re`` confirms."""
 
     source: str
     compiled: re.Pattern[str]
@@ -72,7 +82,7 @@ def compile_portable(source: str, *, ignore_case: bool = False) -> Portable:
         raise PatternError(f"invalid pattern: {exc}") from None
     if tree.state.flags & ~flags:
         raise PatternError("inline flags are not supported; use the rule's ignore_case setting")
-    pcre = _render(list(tree.data))
+    pcre = _render(list(tree.data), ignore_case)
     low, high = tree.getwidth()
     if low == 0:
         raise PatternError("the pattern can match the empty string")
@@ -82,31 +92,39 @@ def compile_portable(source: str, *, ignore_case: bool = False) -> Portable:
     return Portable(source, compiled, pcre, ignore_case, low, high, names)
 
 
-def _render(items: list[tuple[Any, Any]]) -> str:
-    return "".join(_render_item(op, arg) for op, arg in items)
+def _render(items: list[tuple[Any, Any]], fold: bool) -> str:
+    return "".join(_render_item(op, arg, fold) for op, arg in items)
 
 
-def _render_item(op: Any, arg: Any) -> str:
+def _render_item(op: Any, arg: Any, fold: bool) -> str:
+    # Case-insensitivity is spelled out ([Kk]) instead of using Hyperscan's caseless flag: the
+    # result is the same under ASCII folding and compiles some thirty times faster.
     if op is _c.LITERAL:
-        return _char(arg)
+        return _render_class([(op, arg)], fold) if fold and chr(arg).isalpha() and arg < 0x80 else _char(arg)
     if op is _c.NOT_LITERAL:
-        return "[^" + _class_char(arg) + "]"
+        return _render_class([(_c.NEGATE, None), (_c.LITERAL, arg)], fold)
     if op is _c.ANY:
         return "[^\\n]"
     if op is _c.IN:
-        return _render_class(arg)
+        return _render_class(arg, fold)
     if op is _c.BRANCH:
-        return "(?:" + "|".join(_render(list(alt)) for alt in arg[1]) + ")"
+        return "(?:" + "|".join(_render(list(alt), fold) for alt in arg[1]) + ")"
     if op is _c.SUBPATTERN:
         _group, add_flags, del_flags, body = arg
         if add_flags or del_flags:
             raise PatternError("inline flags are not supported; use the rule's ignore_case setting")
-        return "(?:" + _render(list(body)) + ")"
+        return "(?:" + _render(list(body), fold) + ")"
     if op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
         low, high, body = arg
         if high is _c.MAXREPEAT or high >= _c.MAXREPEAT:
             raise PatternError("unbounded repetition (*, + or {n,}); give every repetition an upper bound")
-        return "(?:" + _render(list(body)) + ")" + ("{%d}" % low if low == high else "{%d,%d}" % (low, high))
+        inner = "(?:" + _render(list(body), fold) + ")"
+        if high > _LOOSE_LIMIT or high - low > _LOOSE_SPAN or (high > _WIDE_LOOSE_LIMIT and _is_wide(list(body))):
+            # Exact large bounds over classes that span all of Unicode explode Hyperscan's
+            # automata (minutes to compile). An open repetition with a small lower bound matches
+            # a superset, which is all a prefilter needs: re confirms every hit exactly.
+            return inner + "{%d,}" % min(low, _LOOSE_LOW)
+        return inner + ("{%d}" % low if low == high else "{%d,%d}" % (low, high))
     if op is _c.AT:
         if arg is _c.AT_BOUNDARY:
             return "\\b"
@@ -114,7 +132,7 @@ def _render_item(op: Any, arg: Any) -> str:
             return "\\B"
         raise PatternError("anchors (^, $, \\A, \\Z) are not supported; use \\b")
     if op is _c.CATEGORY:
-        return _render_class([(op, arg)])
+        return _render_class([(op, arg)], fold)
     if op in (_c.ASSERT, _c.ASSERT_NOT):
         raise PatternError("look-around assertions are not supported")
     if op in (_c.GROUPREF, _c.GROUPREF_EXISTS):
@@ -122,7 +140,24 @@ def _render_item(op: Any, arg: Any) -> str:
     raise PatternError(f"unsupported construct {op}")
 
 
-def _render_class(items: list[tuple[Any, Any]]) -> str:
+def _is_wide(items: list[tuple[Any, Any]]) -> bool:
+    """Can this sub-pattern match a non-ASCII character (a negated class, ``.``, …)?"""
+    for op, arg in items:
+        if op in (_c.ANY, _c.NOT_LITERAL):
+            return True
+        if op is _c.LITERAL and arg > 0x7F:
+            return True
+        if op is _c.IN:
+            for member, value in arg:
+                if member is _c.NEGATE or (member is _c.RANGE and value[1] > 0x7F) \
+                        or (member is _c.CATEGORY and value in _NEGATED_CATEGORIES):
+                    return True
+        elif (op is _c.CATEGORY and arg in _NEGATED_CATEGORIES) or (op is _c.BRANCH and any(_is_wide(list(alt)) for alt in arg[1])) or (op is _c.SUBPATTERN and _is_wide(list(arg[3]))) or (op in (_c.MAX_REPEAT, _c.MIN_REPEAT) and _is_wide(list(arg[2]))):
+            return True
+    return False
+
+
+def _render_class(items: list[tuple[Any, Any]], fold: bool = False) -> str:
     negate = False
     ranges: list[tuple[int, int]] = []
     for op, arg in items:
@@ -136,7 +171,19 @@ def _render_class(items: list[tuple[Any, Any]]) -> str:
             ranges.extend(_category(arg))
         else:
             raise PatternError(f"unsupported class member {op}")
+    if fold:
+        ranges.extend(_other_case(ranges))
     return pcre_class(ranges, negate=negate)
+
+
+def _other_case(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in ranges:
+        for first, last, shift in ((0x41, 0x5A, 0x20), (0x61, 0x7A, -0x20)):
+            a, b = max(lo, first), min(hi, last)
+            if a <= b:
+                out.append((a + shift, b + shift))
+    return out
 
 
 def pcre_class(ranges: list[tuple[int, int]], *, negate: bool = False) -> str:

@@ -61,14 +61,15 @@ _CARD_BRANDS: tuple[tuple[tuple[int, int], tuple[int, ...]], ...] = (
     ((300, 305), (14, 16, 19)), ((36, 36), (14, 16, 19)), ((38, 39), (14, 16, 19)),  # Diners Club
     ((62, 62), (16, 17, 18, 19)),  # UnionPay
     ((50, 50), (12, 13, 14, 15, 16, 17, 18, 19)), ((56, 58), (12, 13, 14, 15, 16, 17, 18, 19)),  # Maestro
-    ((63, 63), (16, 19)), ((67, 67), (12, 13, 14, 15, 16, 17, 18, 19)),
+    ((63, 63), (12, 13, 14, 15, 16, 17, 18, 19)), ((67, 67), (12, 13, 14, 15, 16, 17, 18, 19)),
+    ((1800, 1800), (15,)), ((2131, 2131), (15,)),  # JCB (15-digit legacy ranges)
     ((2200, 2204), (16, 17, 18, 19)),  # Mir
 )
 
 
 def credit_card(text: str) -> bool:
     nums = digits(text)
-    if not 12 <= len(nums) <= 19 or len(set(nums)) < 3:
+    if not 12 <= len(nums) <= 19 or len(set(nums)) < 2:
         return False
     known = False
     for (low, high), lengths in _CARD_BRANDS:
@@ -204,13 +205,23 @@ def ipv6(text: str) -> bool:
     return not address.is_unspecified and sum(ch.isalnum() for ch in text) >= 6
 
 
+_PHONE_GROUPS = re.compile(r"[ .()-]+")
+
+
 def phone(text: str) -> bool:
-    nums = digits(text.split("x")[0].split("X")[0])
-    if not 10 <= len(nums) <= 15 or len(set(nums)) < 3:
+    """10-15 digits; or 9 when written the way people write phone numbers (a +country code,
+    an (area) code, or three separated groups)."""
+    main = re.split(r"\s?(?:x|ext)", text, maxsplit=1, flags=re.IGNORECASE)[0]
+    nums = digits(main)
+    groups = [g for g in _PHONE_GROUPS.split(main.strip()) if g]
+    styled = main.lstrip().startswith(("+", "(")) or len(groups) >= 3
+    if not (10 <= len(nums) <= 15 or (len(nums) == 9 and styled)) or len(set(nums)) < 3:
         return False
-    # North American numbers: area code and exchange cannot start with 0 or 1.
-    local = nums[1:] if len(nums) == 11 and nums[0] == "1" else nums
-    if len(local) == 10 and not text.lstrip().startswith("+") and (local[0] in "01" or local[3] in "01"):
+    # Dates and times are not phone numbers.
+    if re.fullmatch(r"(?:19|20)[0-9]{2}[-./][0-9]{1,2}[-./][0-9]{1,2}.*", main.strip()):
+        return False
+    # Addresses and US SSN-shaped numbers have their own detectors.
+    if re.fullmatch(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9]{3}-[0-9]{2}-[0-9]{4}", main.strip()):
         return False
     return True
 
@@ -252,9 +263,9 @@ def _b64json(part: str) -> object:
 
 _PLACEHOLDER = re.compile(
     r"(?i)x{5,}|\*{3,}|#{4,}|\.{3}|example|sample|dummy|placeholder|your[_-]?(?:api[_-]?)?(?:key|token|secret)"
-    r"|redacted|changeme|<[^>]{0,40}>|\$\{|\{\{|%\(|\$\(|\$[A-Z_]{3,}|insert[_-]|replace[_-]?me"
+    r"|redacted|changeme|<[^>]{0,40}>|\$\{|\{\{|%\(|\$\(|(?-i:\$[A-Z_]{3,})|insert[_-]|replace[_-]?me"
     r"|^(?:true|false|null|none|undefined|password|secret|token)$")
-_RUN = re.compile(r"(.)\1{7,}")
+_RUN = re.compile(r"(.)\1{7,}|(..)\2{5,}|(...)\3{4,}")
 _SEQUENCES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "1234567890")
 
 

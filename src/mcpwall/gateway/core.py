@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from mcpwall import __version__
+from mcpwall import __version__, tracing
+from mcpwall.admin import metrics
 from mcpwall.config.model import Config
 from mcpwall.errors import (
     INVALID_PARAMS,
@@ -93,8 +94,9 @@ class Gateway:
         self.config_dir = config_dir or Path.cwd()
         self.events = EventBus()
         self.env = GuardEnv(events=self.events, config_dir=self.config_dir, storage_url=config.storage.url)
+        self.env.state["config"] = config
         guards = [guard_class(name)(config.guard_settings(name), self.env) for name in config.guard_order()]
-        self.chain = GuardChain(guards)
+        self.chain = GuardChain(guards, observe=metrics.observe_guard)
         limits_guard = self.chain.get("limits")
         assert isinstance(limits_guard, LimitsGuard)
         self.limits = limits_guard.framing
@@ -211,6 +213,10 @@ class Gateway:
 
     async def handle(self, call: Call, peer: Peer, session: FrontSession | None = None) -> Reply:
         """Process one client request end to end; never raises (except cancellation)."""
+        with tracing.call_span(call):
+            return await self._handle(call, peer, session)
+
+    async def _handle(self, call: Call, peer: Peer, session: FrontSession | None) -> Reply:
         outcome = Outcome(decision="allow")
         reply: Reply
         try:
@@ -236,7 +242,9 @@ class Gateway:
             outcome.decision, outcome.error_code = "error", -32603
             reply = Reply(jsonrpc.error_response(call.request_id, to_wire(exc)), 200)
         finally:
-            outcome.latency_ms = (time.monotonic() - call.started) * 1000
+            elapsed = time.monotonic() - call.started
+            outcome.latency_ms = elapsed * 1000
+            metrics.observe_call(call.method, call.server, outcome.decision, elapsed)
             await self.chain.on_complete(call, outcome)
         return reply
 
@@ -428,7 +436,11 @@ class Gateway:
         params = self._upstream_params(call)
         headers = dict(call.scratch.get("upstream_headers") or {})
         headers.update({k: v for k, v in call.headers.items() if k.startswith("mcp-param-")})
-        result, _ = await upstream.request(call.method, params, sink=sink, headers=headers, **self._identity(call))
+        if params is not None and tracing.TRACING.enabled:
+            params = tracing.inject_meta(params)
+        with tracing.upstream_span(call.server, call.method):
+            result, _ = await upstream.request(call.method, params, sink=sink, headers=headers,
+                                               **self._identity(call))
         rounds = 0
         # A modern upstream asks for input; a legacy client can't do MRTR, so the gateway drives it.
         while result.get("resultType") == "input_required" and call.era == "legacy":
@@ -691,7 +703,10 @@ def _unknown_message(call: Call) -> str:
 
 
 def _tool_error(call: Call, exc: Refused) -> dict[str, Any]:
-    decision = {"id": call.decision_id, "guard": exc.guard, "reason": exc.message}
+    decision: dict[str, Any] = {"id": call.decision_id, "guard": exc.guard, "reason": exc.message}
+    if isinstance(exc.data, dict):
+        # Facts a guard attached to its refusal (an approval id, a retry time) travel with the decision.
+        decision.update({k: v for k, v in exc.data.items() if k != "decision"})
     return {
         "content": [{"type": "text", "text": f"Blocked by mcpwall ({exc.guard}): {exc.message} "
                                              f"[decision {call.decision_id}]"}],

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import httpx
 
+from mcpwall.admin import metrics
 from mcpwall.config.model import ServerConfig
 from mcpwall.errors import McpwallError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from mcpwall.gateway.events import EventBus
@@ -69,6 +70,10 @@ class CircuitBreaker:
         self._probe_in_flight = False
         if self.state != "closed":
             self._set("closed")
+
+    def abandon(self) -> None:
+        """The request was cancelled: it proves nothing either way, but frees the probe slot."""
+        self._probe_in_flight = False
 
     def failure(self) -> None:
         self._probe_in_flight = False
@@ -344,6 +349,7 @@ class Upstream:
                       timeout: float | None = None) -> tuple[dict[str, Any], Era]:
         """Send one request; returns the result and the era of the session that answered."""
         self.circuit.before()
+        started = time.monotonic()
         try:
             session = await self.session_for(principal_id, front_session, front_era, client_capabilities)
             options = RequestOptions(timeout=timeout or self.config.timeout, sink=sink, headers=headers or {},
@@ -351,14 +357,18 @@ class Upstream:
             result = await session.request(method, params, options)
         except UpstreamError:
             self.circuit.success()  # a JSON-RPC error means the upstream is alive
+            metrics.observe_upstream(self.name, time.monotonic() - started, ok=False, kind="rpc_error")
             raise
-        except (UpstreamUnavailable, UpstreamTimeout):
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
             self.circuit.failure()
+            kind = "timeout" if isinstance(exc, UpstreamTimeout) else "unavailable"
+            metrics.observe_upstream(self.name, time.monotonic() - started, ok=False, kind=kind)
             raise
         except asyncio.CancelledError:
-            self.circuit._probe_in_flight = False
+            self.circuit.abandon()
             raise
         self.circuit.success()
+        metrics.observe_upstream(self.name, time.monotonic() - started)
         return result, session.era
 
     async def notify(self, method: str, params: dict[str, Any] | None, *, principal_id: str,

@@ -26,12 +26,13 @@ from pydantic import Field, model_validator
 from starlette.routing import BaseRoute
 
 from mcpwall.auth.apikey import ApiKeyMethod, ApiKeySettings
-from mcpwall.auth.base import AuthFailure, AuthMethod, Strict, is_loopback_host
+from mcpwall.auth.base import AuthFailure, AuthMethod, is_loopback_host
 from mcpwall.auth.bearer import BearerMethod, BearerSettings, challenge, metadata_routes
 from mcpwall.auth.failures import FailureSettings, FailureTracker
 from mcpwall.auth.mtls import MtlsMethod, MtlsSettings
 from mcpwall.auth.signing import HmacMethod, HmacSettings
-from mcpwall.errors import GATEWAY_RATE_LIMITED
+from mcpwall.config.types import Strict
+from mcpwall.errors import GATEWAY_RATE_LIMITED, GATEWAY_UNAUTHENTICATED
 from mcpwall.gateway.call import ANONYMOUS, Call, Principal
 from mcpwall.pipeline.guard import Guard, GuardEnv, GuardSettings
 from mcpwall.pipeline.verdict import Reject
@@ -43,7 +44,6 @@ log = logging.getLogger("mcpwall.auth")
 MethodName = Literal["mtls", "hmac", "bearer", "api_key"]
 DEFAULT_ORDER: tuple[MethodName, ...] = ("mtls", "hmac", "bearer", "api_key")
 # JSON-RPC code for "authentication required / failed" (HTTP 401), in the -31xxx gateway range.
-GATEWAY_UNAUTHENTICATED = -31401
 GATEWAY_FORBIDDEN = -31403
 SCRATCH_METADATA = "auth.resource_metadata"  # read by the policy guard for step-up challenges
 

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mcpwall.config.model import Seconds, Strict
+from mcpwall.config.types import Seconds, Strict
 from mcpwall.gateway.call import Call
 from mcpwall.gateway.classify import CAPABILITY_LABELS, ToolLabeler, check_label_list
 from mcpwall.guards.approval import LABELER_KEY, request_approval

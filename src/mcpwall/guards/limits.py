@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from mcpwall.config.model import Bytes
+from mcpwall.config.types import Bytes
 from mcpwall.errors import INVALID_REQUEST
 from mcpwall.gateway.call import Call
 from mcpwall.pipeline.guard import Guard, GuardSettings, Outcome

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mcpwall.auth.base import Strict
+from mcpwall.config.types import Strict
 from mcpwall.errors import GATEWAY_RATE_LIMITED, ConfigError
 from mcpwall.gateway.call import Call, Principal
 from mcpwall.pipeline.guard import Guard, GuardEnv, GuardSettings

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mcpwall.gateway.call import Call, GuardRecord
@@ -24,8 +24,10 @@ log = logging.getLogger("mcpwall.chain")
 
 
 class GuardChain:
-    def __init__(self, guards: Sequence[Guard]) -> None:
+    def __init__(self, guards: Sequence[Guard], observe: Callable[[str, float], None] | None = None) -> None:
+        """``observe(guard_name, seconds)`` is told the cost of every hook run (metrics)."""
         self.guards = tuple(guards)
+        self._observe = observe
         self._reversed = tuple(reversed(self.guards))
         self._auth_guards = tuple(g for g in self.guards if _overrides(g, "authenticate"))
         self._request_guards = tuple(g for g in self.guards if _overrides(g, "on_request"))
@@ -121,7 +123,10 @@ class GuardChain:
             log.exception("guard %s raised; refusing the call (fail closed)", guard.name)
             verdict = Reject(f"{guard.name}: the guard failed, so the call was refused", as_tool_error=True)
         finally:
-            self.cost_seconds[guard.name] += time.perf_counter() - started
+            spent = time.perf_counter() - started
+            self.cost_seconds[guard.name] += spent
+            if self._observe is not None:
+                self._observe(guard.name, spent)
         return verdict
 
     async def _settle(self, guard: Guard, call: Call, verdict: Verdict) -> Reject | None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from mcpwall.auth.base import Seconds, Strict
+from mcpwall.config.types import Seconds, Strict
 from mcpwall.pipeline.guard import GuardSettings
 
 Capability = Literal["read", "write", "admin"]

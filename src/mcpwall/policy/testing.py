@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from mcpwall.auth.base import Strict
+from mcpwall.config.types import Strict
 from mcpwall.errors import ConfigError
 from mcpwall.gateway.call import Principal
 from mcpwall.policy.engine import CompiledPolicy, Decision, Input, Kind

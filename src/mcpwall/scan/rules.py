@@ -48,7 +48,7 @@ def _rules(specs: tuple[tuple[str, Severity, str], ...], flags: int = 0) -> tupl
 _SECRET_RULES: tuple[Rule, ...] = _rules((
         ("private-key", "critical",
          r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----\s*[A-Za-z0-9+/=\s]{64,}"),
-        ("aws-access-key-id", "critical", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+        ("aws-access-key-id", "critical", r"\b(?:AKIA|ASIA)[A-Z2-7]{16}\b"),
         ("aws-secret-access-key", "critical",
          r"(?i)aws_?secret_?access_?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+=]{40}\b"),
         ("github-token", "critical", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{40,255})\b"),

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.routing import BaseRoute, Router
 
-from mcpwall.config.model import is_loopback
+from mcpwall.config.types import is_loopback
 from mcpwall.errors import (
     INVALID_PARAMS,
     HeaderMismatch,

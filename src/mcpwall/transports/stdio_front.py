@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from mcpwall.errors import McpwallError, ProtocolError, to_wire
+from mcpwall.errors import GATEWAY_UNAUTHENTICATED, McpwallError, ProtocolError, to_wire
 from mcpwall.gateway.call import ANONYMOUS, Call
 from mcpwall.gateway.core import Gateway
 from mcpwall.gateway.sessions import FrontSession, SessionPeer
@@ -100,7 +100,8 @@ class StdioFront:
         if call.principal.anonymous and not self.gateway.config.security.allow_anonymous:
             if kind == "request":
                 await self.write(jsonrpc.error_response(call.request_id,
-                                                        {"code": -31401, "message": "authentication required"}))
+                                                        {"code": GATEWAY_UNAUTHENTICATED,
+                                                         "message": "authentication required"}))
             return
         self._set_era(call)
         if kind == "notification":

@@ -1,0 +1,1 @@
+"""The admin port: metrics, health, alerts and the routes guards add (approvals)."""

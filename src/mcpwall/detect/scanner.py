@@ -1,0 +1,219 @@
+"""From engine matches to findings: paths, original offsets, hidden text, safe excerpts.
+
+A :class:`Scanner` pairs an engine with what one kind of scan needs to report: which hidden-text
+kinds matter (and how much), and whether credential-named JSON fields count as secrets. It
+walks a message, runs the engine once over all of its strings, maps every match back to the
+original characters, drops generic findings that a specific rule already explains, and writes an
+excerpt for each finding. Excerpts of secrets and personal data show the surrounding text with
+the value replaced by ``[REDACTED:<rule>]`` — the value itself never leaves this module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcpwall.detect import normalize as hidden_kinds
+from mcpwall.detect.engine import Engine
+from mcpwall.detect.rules import Severity
+from mcpwall.detect.validators import placeholder, secret_value
+from mcpwall.detect.walker import Collected, Path, render_path
+
+SENSITIVE = frozenset({"secret", "pii"})
+EXCERPT_CONTEXT = 24
+EXCERPT_LIMIT = 160
+
+HIDDEN_DEFAULTS: dict[str, Severity] = {
+    hidden_kinds.TAG: Severity.HIGH,
+    hidden_kinds.VARIATION: Severity.HIGH,
+    hidden_kinds.BIDI: Severity.MEDIUM,
+    hidden_kinds.ZERO_WIDTH: Severity.MEDIUM,
+    hidden_kinds.ANSI: Severity.MEDIUM,
+    hidden_kinds.CONTROL: Severity.LOW,
+    hidden_kinds.SURROGATE: Severity.LOW,
+    hidden_kinds.MIXED_SCRIPT: Severity.LOW,
+}
+_HIDDEN_TITLES = {
+    hidden_kinds.TAG: "Invisible Unicode tag characters (hidden text)",
+    hidden_kinds.VARIATION: "Runs of variation selectors (hidden payload)",
+    hidden_kinds.BIDI: "Bidirectional control characters",
+    hidden_kinds.ZERO_WIDTH: "Zero-width characters",
+    hidden_kinds.ANSI: "ANSI terminal escape sequences",
+    hidden_kinds.CONTROL: "Control characters",
+    hidden_kinds.SURROGATE: "Invalid Unicode (lone surrogates)",
+    hidden_kinds.MIXED_SCRIPT: "Look-alike letters from another script inside a word",
+}
+
+# JSON field names whose string values are credentials by definition.
+_SENSITIVE_FIELD = re.compile(
+    r"(?:password|passwd|passphrase|pwd|secret|token|apikey|api_key|accesskey|access_key|privatekey|private_key"
+    r"|clientsecret|client_secret|credentials?|authorization|cookie|sessionid|session_id)$", re.IGNORECASE)
+_NOT_SENSITIVE_FIELD = re.compile(r"page|cursor|next|continuation|sync|etag|type|name|url|uri|path|id$|_id|count|"
+                                  r"expir|length|format|prefix|hint|field|header|usage|limit", re.IGNORECASE)
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a scan found. Safe to log: ``excerpt`` never holds a secret or personal value."""
+
+    rule: str
+    category: str
+    severity: Severity
+    title: str
+    location: str  # JSONPath of the string
+    start: int  # span in the original string
+    end: int
+    excerpt: str
+    path: Path = ()
+    generic: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "category": self.category, "severity": self.severity.label,
+                "title": self.title, "location": self.location, "span": [self.start, self.end],
+                "excerpt": self.excerpt}
+
+
+@dataclass(slots=True)
+class Scan:
+    findings: list[Finding]
+    strings: dict[Path, str] = field(default_factory=dict)  # originals of the strings with findings
+    truncated: bool = False
+
+    def by_path(self) -> dict[Path, list[Finding]]:
+        grouped: dict[Path, list[Finding]] = {}
+        for finding in self.findings:
+            grouped.setdefault(finding.path, []).append(finding)
+        return grouped
+
+    def at_least(self, severity: Severity) -> list[Finding]:
+        return [f for f in self.findings if f.severity >= severity]
+
+
+class Scanner:
+    def __init__(self, engine: Engine, *, hidden: Mapping[str, Severity] | None = None,
+                 sensitive_fields: bool = False) -> None:
+        self.engine = engine
+        self.hidden = dict(hidden) if hidden is not None else {}
+        self.sensitive_fields = sensitive_fields
+
+    def scan(self, value: Any, root: Path = ()) -> Scan:
+        collected = Collected(value, root)
+        return self._scan(collected.strings, collected.path)
+
+    def scan_text(self, text: str, root: Path = ()) -> Scan:
+        return self._scan([text], lambda _i: root)
+
+    def _scan(self, strings: list[str], path_of: Any) -> Scan:
+        result = self.engine.scan(strings)
+        paths: dict[int, Path] = {}
+
+        def path(index: int) -> Path:
+            if index not in paths:
+                paths[index] = path_of(index)
+            return paths[index]
+
+        raw: list[Finding] = []
+        for match in result.matches:
+            start, end = result.texts[match.index].to_original(match.start, match.end)
+            rule = match.rule
+            raw.append(Finding(rule.id, rule.category, rule.severity, rule.title, "", start, end, "",
+                               path(match.index), rule.generic))
+        if self.hidden:
+            for index, normalized in enumerate(result.texts):
+                for kind, (count, first) in normalized.hidden.items():
+                    severity = self.hidden.get(kind)
+                    if severity is None:
+                        continue
+                    note = f"{count} {kind}"
+                    if kind == hidden_kinds.TAG and normalized.revealed:
+                        note += f"; hidden text: {_clip(normalized.revealed, 80)!r}"
+                    raw.append(Finding(f"hidden.{kind}", "hidden", severity, _HIDDEN_TITLES[kind], "", first,
+                                       first + 1, note, path(index)))
+        if self.sensitive_fields:
+            raw.extend(self._sensitive_fields(strings, path))
+        findings = _finish(_drop_shadowed(raw), strings, paths)
+        return Scan(findings, {paths[i]: strings[i] for i in paths if any(f.path == paths[i] for f in findings)},
+                    result.truncated)
+
+    def _sensitive_fields(self, strings: list[str], path: Any) -> Iterable[Finding]:
+        # Only strings that look like credentials are worth a path lookup.
+        for index, value in enumerate(strings):
+            if not 8 <= len(value) <= 4096 or " " in value or not secret_value(value) or placeholder(value):
+                continue
+            where = path(index)
+            key = where[-1] if where else None
+            if isinstance(key, str) and _SENSITIVE_FIELD.search(key) and not _NOT_SENSITIVE_FIELD.search(key):
+                yield Finding("secret.sensitive-field", "secret", Severity.MEDIUM,
+                              "Credential in a field named like one", "", 0, len(value), "", where, True)
+
+
+def _drop_shadowed(findings: list[Finding]) -> list[Finding]:
+    """Generic findings that overlap a specific finding on the same string add nothing."""
+    specific: dict[Path, list[tuple[int, int]]] = {}
+    for f in findings:
+        if not f.generic and f.category in SENSITIVE:
+            specific.setdefault(f.path, []).append((f.start, f.end))
+    if not specific:
+        return findings
+    return [f for f in findings
+            if not (f.generic and any(s < f.end and f.start < e for s, e in specific.get(f.path, ())))]
+
+
+def _finish(findings: list[Finding], strings: list[str], paths: dict[int, Path]) -> list[Finding]:
+    """Fill in locations and excerpts, in document order."""
+    text_of = {p: strings[i] for i, p in paths.items()}
+    sensitive_spans: dict[Path, list[tuple[int, int, str]]] = {}
+    for f in findings:
+        if f.category in SENSITIVE:
+            sensitive_spans.setdefault(f.path, []).append((f.start, f.end, f.rule.partition(".")[2]))
+    out: list[Finding] = []
+    for f in findings:
+        text = text_of[f.path]
+        if f.category == "hidden":
+            excerpt = f.excerpt
+        elif f.category in SENSITIVE:
+            excerpt = _sensitive_excerpt(text, f, sensitive_spans[f.path])
+        else:
+            excerpt = _clip(_masked(text[f.start:f.end], f.start, sensitive_spans.get(f.path, ())), EXCERPT_LIMIT)
+        out.append(Finding(f.rule, f.category, f.severity, f.title, render_path(f.path), f.start, f.end, excerpt,
+                           f.path, f.generic))
+    order = {p: i for i, p in paths.items()}
+    out.sort(key=lambda f: (order.get(f.path, 0), f.start, f.rule))
+    return out
+
+
+def _sensitive_excerpt(text: str, finding: Finding, spans: list[tuple[int, int, str]]) -> str:
+    label = finding.rule.partition(".")[2]
+    before = _masked(text[max(0, finding.start - EXCERPT_CONTEXT):finding.start],
+                     max(0, finding.start - EXCERPT_CONTEXT), spans)
+    after = _masked(text[finding.end:finding.end + EXCERPT_CONTEXT], finding.end, spans)
+    lead = "…" if finding.start > EXCERPT_CONTEXT else ""
+    tail = "…" if finding.end + EXCERPT_CONTEXT < len(text) else ""
+    return f"{lead}{_printable(before)}[REDACTED:{label}]{_printable(after)}{tail}"
+
+
+def _masked(fragment: str, offset: int, spans: Iterable[tuple[int, int, str]]) -> str:
+    """``fragment`` (starting at ``offset`` of its string) with every sensitive span masked."""
+    pieces: list[str] = []
+    cursor = 0
+    for start, end, label in sorted(spans):
+        s, e = max(start - offset, cursor), min(end - offset, len(fragment))
+        if e <= s:
+            continue
+        pieces.append(fragment[cursor:s])
+        pieces.append(f"[REDACTED:{label}]")
+        cursor = e
+    pieces.append(fragment[cursor:])
+    return "".join(pieces)
+
+
+def _printable(text: str) -> str:
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = _printable(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
