@@ -98,7 +98,15 @@ class Runner:
                 "duration": self.options.duration, "warmup": self.options.warmup,
                 "cwd": str(Path(__file__).resolve().parent.parent),
                 "stderr_path": str(self.run_dir / "logs" / f"stdio-{name}.log")}
-        raw = self.loadgen.stdio(spec, timeout=90.0 + self.options.duration)
+        try:
+            raw = self.loadgen.stdio(spec, timeout=90.0 + self.options.duration)
+        except LoadGenError as exc:
+            # The target's own stderr says more than "closed stdout".
+            try:
+                tail = Path(spec["stderr_path"]).read_text(errors="replace").strip().splitlines()[-3:]
+            except OSError:
+                tail = []
+            raise LoadGenError(f"{exc} | {' | '.join(tail)}") from None
         summary = stats.summarize(raw)
         summary["first_answer_s"] = raw.get("first_answer_s")
         summary["pid"] = raw.get("pid")

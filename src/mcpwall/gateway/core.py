@@ -30,6 +30,7 @@ from mcpwall.errors import (
     McpwallError,
     MethodNotFound,
     Refused,
+    UpstreamUnavailable,
     to_wire,
 )
 from mcpwall.gateway.call import Call
@@ -53,6 +54,7 @@ from mcpwall.protocol.versions import (
     Era,
     negotiate_legacy,
 )
+from mcpwall.scan.admission import AdmissionGate
 
 log = logging.getLogger("mcpwall.gateway")
 
@@ -109,6 +111,10 @@ class Gateway:
             for name, server in enabled.items()
         }
         self.env.state["upstreams"] = self.upstreams
+        # Upstreams with `admission:` are scanned and only used while their grade meets the bar.
+        self.admission = AdmissionGate(enabled, self.events)
+        self.env.state["admission"] = self.admission
+        self.events.subscribe(self._on_admission)
         self.sessions = SessionStore(config.listen.max_sessions, config.listen.legacy_session_idle_timeout)
         self.listeners: set[Listener] = set()
         self.ready = asyncio.Event()
@@ -118,7 +124,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.chain.start()
-        await asyncio.gather(*(u.start() for u in self.upstreams.values()))
+        await asyncio.gather(self.admission.start(), *(u.start() for u in self.upstreams.values()))
         self._background.append(asyncio.create_task(self._sweep_sessions()))
         self.ready.set()
 
@@ -127,8 +133,17 @@ class Gateway:
             task.cancel()
         for session in self.sessions.all():
             self.sessions.remove(session.id)
+        await self.admission.aclose()
         await asyncio.gather(*(u.aclose() for u in self.upstreams.values()), return_exceptions=True)
         await self.chain.aclose()
+
+    def _on_admission(self, event: dict[str, Any]) -> None:
+        """A quarantined or re-admitted upstream changes what clients may see: tell them."""
+        if event.get("kind") != "admission.changed":
+            return
+        for kind in ("tools", "prompts", "resources"):
+            self._unsolicited(str(event.get("server")), ("", "", "legacy"),
+                              jsonrpc.notification(f"notifications/{kind}/list_changed"))
 
     async def _sweep_sessions(self) -> None:
         interval = max(1.0, min(60.0, self.config.listen.legacy_session_idle_timeout / 4))
@@ -357,6 +372,7 @@ class Gateway:
                     break
             self.catalog.remember(server, kind, items, replace=True)
 
+        servers = [s for s in servers if self.admission.is_admitted(s)]
         results = await asyncio.gather(*(fetch(s) for s in servers), return_exceptions=True)
         for server, outcome in zip(servers, results, strict=True):
             if isinstance(outcome, BaseException):
@@ -369,7 +385,8 @@ class Gateway:
         call.target = call.exposed_name = uri
         owner = self.catalog.resource_owner(uri)
         if owner is None:
-            candidates = [n for n, u in self.upstreams.items() if "resources" in u.handshake.capabilities]
+            candidates = [n for n, u in self.upstreams.items()
+                          if "resources" in u.handshake.capabilities and self.admission.is_admitted(n)]
             if len(candidates) > 1:
                 await self._learn_resources(call, candidates)
                 owner = self.catalog.resource_owner(uri)
@@ -432,6 +449,9 @@ class Gateway:
         upstream = self.upstreams.get(call.server)
         if upstream is None:
             raise InvalidParams(_unknown_message(call))
+        if not self.admission.is_admitted(call.server):
+            raise UpstreamUnavailable(f"upstream {call.server} is quarantined: its security scan is below the "
+                                      "configured grade", data={"upstream": call.server})
         sink = CallSink(self, call, peer, session)
         params = self._upstream_params(call)
         headers = dict(call.scratch.get("upstream_headers") or {})
@@ -498,6 +518,7 @@ class Gateway:
                                     if capability in u.handshake.capabilities}
         else:
             plan = self.catalog.parse_cursor(cursor, kind, call.principal.id)
+        plan = {server: c for server, c in plan.items() if self.admission.is_admitted(server)}
         items: list[dict[str, Any]] = []
         remaining: dict[str, Any] = {}
         ttl: list[int] = []
