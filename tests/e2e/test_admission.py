@@ -35,5 +35,5 @@ async def test_upstream_below_the_bar_is_quarantined(gateway_factory: Any, tmp_p
             with pytest.raises(MCPError) as refused:
                 await client.call_tool("strict__echo", {"text": "x"})
             assert refused.value.error.code == -31503
-            assert "quarantined" in refused.value.error.message
+            assert refused.value.error.data == {"upstream": "strict"}
     assert "admission" in gw.output()
