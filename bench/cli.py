@@ -48,8 +48,8 @@ def _options(args: argparse.Namespace) -> Options:
     return Options(repeats=args.repeats or (1 if quick else 3),
                    duration=args.duration or (0.3 if quick else 0.6),
                    warmup=args.warmup if args.warmup is not None else (0.1 if quick else 0.15),
-                   drain_timeout=2.0 if quick else 3.0,
-                   min_samples=5 if quick else 20, max_duration=3.0 if quick else 8.0,
+                   drain_timeout=5.0 if quick else 10.0,
+                   min_samples=5 if quick else 20, max_duration=2.0 if quick else 3.0,
                    configs=[c.strip() for c in args.configs.split(",")] if args.configs else None)
 
 

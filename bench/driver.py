@@ -79,6 +79,13 @@ class LoadGen:
         replies = [self._receive(i, timeout) for i in range(used)]
         return merge(replies)
 
+    def release(self, timeout: float = 60.0) -> None:
+        """End the clients every worker kept between runs (sessions are DELETEd)."""
+        for i in range(self.count):
+            self._send(i, {"cmd": "release"})
+        for i in range(self.count):
+            self._receive(i, timeout)
+
     def stdio(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         return self.call({"cmd": "stdio", "spec": spec}, timeout)
 

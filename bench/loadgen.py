@@ -49,6 +49,7 @@ class RunSpec:
     # that started inside it have finished.
     min_samples: int = 20
     max_duration: float = 8.0
+    keep: bool = False  # keep the clients (connections, sessions) for the next run of this workload
     # Processes whose CPU seconds inside the measured window are reported, by label.
     watch_pids: dict[str, int] = field(default_factory=dict)
 
@@ -103,79 +104,117 @@ async def _legacy_setup(conn: Connection, result: RunResult) -> dict[str, str] |
     return session
 
 
-async def _client(spec: RunSpec, index: int, window: _Window, result: RunResult,
-                  ready: asyncio.Event, barrier: list[int]) -> None:
+class _Client:
+    """One virtual client: its connection, its session headers and its request template."""
+
+    def __init__(self, conn: Connection, prepared: Any, prefix: bytes, suffix: bytes, op: mcpwire.Op,
+                 session_id: str | None, first_id: int) -> None:
+        self.conn = conn
+        self.prepared = prepared
+        self.prefix = prefix
+        self.suffix = suffix
+        self.op = op
+        self.session_id = session_id
+        self.rid = first_id
+
+    async def close(self) -> None:
+        if self.session_id is not None:
+            with contextlib.suppress(ConnectionError, OSError):
+                await asyncio.wait_for(self.conn.send(self.conn.prepare({"Mcp-Session-Id": self.session_id}), b"",
+                                                      method="DELETE"), 5.0)
+        await self.conn.aclose()
+
+
+async def _setup(spec: RunSpec, index: int, result: RunResult) -> _Client | None:
+    """Connect, open the session (legacy) and make one checked call; None on failure."""
     conn = connect(spec.client, spec.host, spec.port, spec.path)
+    era = "modern" if spec.era == "modern" else "legacy"
+    op = mcpwire.Op.named(spec.op if spec.era != "static" else "small", spec.tool_prefix)
+    headers: dict[str, str] = {}
     try:
-        headers: dict[str, str] = {}
-        op = mcpwire.Op.named(spec.op if spec.era != "static" else "small", spec.tool_prefix)
         if spec.era == "legacy":
-            try:
-                session = await _legacy_setup(conn, result)
-            except (ConnectionError, OSError) as exc:
-                _note_error(result, "init_connect", repr(exc))
-                session = None
+            session = await _legacy_setup(conn, result)
             if session is None:
                 result.setup_errors += 1
-                return
+                await conn.aclose()
+                return None
             headers.update(session)
-        headers.update(mcpwire.era_headers(op, "modern" if spec.era == "modern" else "legacy"))
-        prepared = conn.prepare(headers)
-        prefix, suffix = mcpwire.body_parts(op, "modern" if spec.era == "modern" else "legacy")
-        rid = index * 10_000_000
-        # One request per client before the clock starts, checked in full (tool count, text
-        # size): lazy per-session work in the target (an upstream session opened on first use,
-        # a catalogue fetched once) is set-up, not steady-state latency.
-        rid += 1
+        headers.update(mcpwire.era_headers(op, era))
+        prefix, suffix = mcpwire.body_parts(op, era)
+        client = _Client(conn, conn.prepare(headers), prefix, suffix, op, headers.get("Mcp-Session-Id"),
+                         (index + 1) * 10_000_000)
+        # One call before the clock starts, checked in full (tool count, text size): lazy
+        # per-session work in the target (an upstream session opened on first use, a catalogue
+        # fetched once) is set-up, not steady-state latency.
+        client.rid += 1
+        status, rheaders, rbody = await conn.send(client.prepared, prefix + str(client.rid).encode() + suffix)
+    except (ConnectionError, OSError) as exc:
+        _note_error(result, "setup_connect", repr(exc))
+        result.setup_errors += 1
+        await conn.aclose()
+        return None
+    if spec.era == "static":
+        error = None if status == 200 else f"http_{status}"
+    else:
+        error = mcpwire.check(op, client.rid, status, rheaders.get(b"content-type", b""), rbody, strict=True)
+    if error is not None:
+        _note_error(result, f"first_call_{error}", rbody[:300].decode("utf-8", "replace"))
+        result.setup_errors += 1
+        await client.close()
+        return None
+    return client
+
+
+async def _drive(client: _Client, index: int, spec: RunSpec, window: _Window, result: RunResult) -> None:
+    """Send requests back to back until the window closes."""
+    conn, prepared, prefix, suffix, op = client.conn, client.prepared, client.prefix, client.suffix, client.op
+    perf = time.perf_counter
+    static = spec.era == "static"
+    while not window.stop:
+        client.rid += 1
+        rid = client.rid
+        body = prefix + str(rid).encode() + suffix
+        t0 = perf()
+        window.in_flight[index] = t0
         try:
-            status, rheaders, rbody = await conn.send(prepared, prefix + str(rid).encode() + suffix)
+            status, rheaders, rbody = await conn.send(prepared, body)
         except (ConnectionError, OSError) as exc:
-            _note_error(result, "first_call_connect", repr(exc))
-            result.setup_errors += 1
-            return
-        if spec.era == "static":
+            window.in_flight[index] = None
+            if t0 >= window.start:
+                _note_error(result, "connection", repr(exc))
+            continue
+        t1 = perf()
+        window.in_flight[index] = None
+        if static:
             error = None if status == 200 else f"http_{status}"
         else:
-            error = mcpwire.check(op, rid, status, rheaders.get(b"content-type", b""), rbody, strict=True)
-        if error is not None:
-            _note_error(result, f"first_call_{error}", rbody[:300].decode("utf-8", "replace"))
-            result.setup_errors += 1
-            return
-        barrier[0] -= 1
-        if barrier[0] == 0:
-            ready.set()
-        await ready.wait()
-        perf = time.perf_counter
-        while not window.stop:
-            rid += 1
-            body = prefix + str(rid).encode() + suffix
-            t0 = perf()
-            window.in_flight[index] = t0
-            try:
-                status, rheaders, rbody = await conn.send(prepared, body)
-            except (ConnectionError, OSError) as exc:
-                window.in_flight[index] = None
-                if t0 >= window.start:
-                    _note_error(result, "connection", repr(exc))
-                continue
-            t1 = perf()
-            window.in_flight[index] = None
-            if spec.era == "static":
-                error = None if status == 200 else f"http_{status}"
-            else:
-                error = mcpwire.check(op, rid, status, rheaders.get(b"content-type", b""), rbody)
-            if error is None:
-                if window.start <= t1 <= window.end:
-                    result.ok += 1
-                if window.start <= t0 <= window.end:
-                    result.latencies_ms.append((t1 - t0) * 1000.0)
-            elif window.start <= t0 <= window.end:
-                _note_error(result, error, rbody[:300].decode("utf-8", "replace"))
-        if spec.era == "legacy":
-            with contextlib.suppress(ConnectionError, OSError):
-                await conn.send(conn.prepare({"Mcp-Session-Id": headers["Mcp-Session-Id"]}), b"", method="DELETE")
-    finally:
-        await conn.aclose()
+            error = mcpwire.check(op, rid, status, rheaders.get(b"content-type", b""), rbody)
+        if error is None:
+            if window.start <= t1 <= window.end:
+                result.ok += 1
+            if window.start <= t0 <= window.end:
+                result.latencies_ms.append((t1 - t0) * 1000.0)
+        elif window.start <= t0 <= window.end:
+            _note_error(result, error, rbody[:300].decode("utf-8", "replace"))
+
+
+# Clients kept between runs (``RunSpec.keep``), by target and workload: repeats of a scenario
+# skip the set-up of hundreds of sessions, which on a slow target costs more than the run.
+_POOL: dict[tuple[Any, ...], list[_Client]] = {}
+
+
+def _pool_key(spec: RunSpec) -> tuple[Any, ...]:
+    return (spec.client, spec.host, spec.port, spec.path, spec.era, spec.op, spec.tool_prefix)
+
+
+async def release(host: str | None = None, port: int | None = None) -> dict[str, Any]:
+    """Close pooled clients (all, or those of one target), ending their legacy sessions."""
+    closing: list[_Client] = []
+    for key in list(_POOL):
+        if (host is None or key[1] == host) and (port is None or key[2] == port):
+            closing.extend(_POOL.pop(key))
+    await asyncio.gather(*(c.close() for c in closing), return_exceptions=True)
+    return {"closed": len(closing)}
 
 
 def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
@@ -192,27 +231,19 @@ def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
 
 async def run(spec: RunSpec) -> RunResult:
     result = RunResult()
-    window = _Window(spec.concurrency)
-    ready = asyncio.Event()
-    barrier = [spec.concurrency]
-    tasks = [asyncio.create_task(_client(spec, i, window, result, ready, barrier))
-             for i in range(spec.concurrency)]
-
-    async def all_ready() -> None:
-        # Clients that failed set-up never reach the barrier; don't wait for them.
-        while not ready.is_set():
-            if all(t.done() for t in tasks):
-                return
-            if barrier[0] <= sum(1 for t in tasks if t.done()):
-                ready.set()
-                return
-            await asyncio.wait(tasks, timeout=0.01, return_when=asyncio.FIRST_COMPLETED)
-
-    try:
-        await asyncio.wait_for(all_ready(), spec.setup_timeout)
-    except TimeoutError:
-        result.setup_errors += barrier[0]
-    ready.set()
+    key = _pool_key(spec)
+    pooled = _POOL.pop(key, []) if spec.keep else []
+    clients, spare = pooled[:spec.concurrency], pooled[spec.concurrency:]
+    missing = spec.concurrency - len(clients)
+    if missing:
+        setups = [asyncio.create_task(_setup(spec, len(clients) + i, result)) for i in range(missing)]
+        done, pending = await asyncio.wait(setups, timeout=spec.setup_timeout)
+        for task in pending:
+            task.cancel()
+            result.setup_errors += 1
+        clients.extend(c for t in setups if t in done and (c := t.result()) is not None)
+    window = _Window(len(clients))
+    tasks = [asyncio.create_task(_drive(client, i, spec, window, result)) for i, client in enumerate(clients)]
     await asyncio.sleep(spec.warmup)
     watched = _cpu_seconds(spec.watch_pids)
     cpu0 = time.process_time()
@@ -229,7 +260,10 @@ async def run(spec: RunSpec) -> RunResult:
     result.cpu_s = {k: after[k] - watched[k] for k in watched if k in after}
     window.stop = True
     result.elapsed = window.end - window.start
-    _, pending = await asyncio.wait(tasks, timeout=spec.drain_timeout)
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=spec.drain_timeout)
+    else:
+        pending = set()
     now = time.perf_counter()
     for t0 in window.in_flight:
         if t0 is not None and window.start <= t0 <= window.end:
@@ -239,9 +273,18 @@ async def run(spec: RunSpec) -> RunResult:
         task.cancel()
     if pending:
         await asyncio.wait(pending, timeout=5.0)
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            _note_error(result, "client_crash", repr(task.exception()))
+    survivors: list[_Client] = []
+    for client, task in zip(clients, tasks, strict=True):
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                _note_error(result, "client_crash", repr(task.exception()))
+            await client.conn.aclose()  # an answer may still be on its way on this connection
+        else:
+            survivors.append(client)
+    if spec.keep:
+        _POOL[key] = survivors + spare
+    else:
+        await asyncio.gather(*(c.close() for c in survivors + spare), return_exceptions=True)
     return result
 
 
@@ -313,6 +356,8 @@ async def _handle(command: dict[str, Any]) -> dict[str, Any]:
         return await open_sessions(**command["args"])
     if cmd == "close_sessions":
         return await close_sessions()
+    if cmd == "release":
+        return await release(**command.get("args", {}))
     if cmd == "ping":
         return {"pong": True}
     return {"error": f"unknown command {cmd!r}"}

@@ -160,7 +160,8 @@ def read_port_line(managed: Managed, timeout: float = 20.0) -> int:
     try:
         return int(json.loads(line)["port"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise StartError(f"{managed.name} printed {line[:200]!r} instead of its port") from exc
+        managed.popen.poll()
+        raise StartError(f"{managed.name} printed {line[:200]!r} instead of its port:\n{managed.log_tail()}") from exc
 
 
 class Sampler:

@@ -25,11 +25,11 @@ from bench.targets import Endpoint, Fleet, label, stdio_argv
 @dataclass
 class Options:
     repeats: int = 3
-    duration: float = 0.8
-    warmup: float = 0.2
-    drain_timeout: float = 3.0
+    duration: float = 0.6
+    warmup: float = 0.15
+    drain_timeout: float = 10.0
     min_samples: int = 20  # a slow target's window grows until this many requests finished…
-    max_duration: float = 8.0  # …up to this long
+    max_duration: float = 3.0  # …up to this long
     configs: list[str] | None = None  # restrict to these configuration keys
     verbose: bool = True
 
@@ -87,8 +87,8 @@ class Runner:
         spec = {"host": endpoint.host, "port": endpoint.port, "path": endpoint.path, "era": scenario.era,
                 "op": scenario.op, "concurrency": scenario.concurrency, "duration": self.options.duration,
                 "warmup": self.options.warmup, "drain_timeout": self.options.drain_timeout, "watch_pids": watch,
-                "min_samples": self.options.min_samples, "max_duration": max(self.options.max_duration,
-                                                                              self.options.duration)}
+                "min_samples": self.options.min_samples, "keep": True,
+                "max_duration": max(self.options.max_duration, self.options.duration)}
         with Sampler({"target": endpoint.pid}) as sampler:
             raw = self.loadgen.run(spec)
         return stats.summarize(raw, peak_rss=sampler.peak_rss.get("target", 0))
@@ -103,7 +103,7 @@ class Runner:
         except LoadGenError as exc:
             # The target's own stderr says more than "closed stdout".
             try:
-                tail = Path(spec["stderr_path"]).read_text(errors="replace").strip().splitlines()[-3:]
+                tail = Path(str(spec["stderr_path"])).read_text(errors="replace").strip().splitlines()[-3:]
             except OSError:
                 tail = []
             raise LoadGenError(f"{exc} | {' | '.join(tail)}") from None
@@ -144,6 +144,9 @@ class Runner:
                                 per[key].append(self._http_run(group, scenario, started[key]))
                         except LoadGenError as exc:
                             per[key].append(stats.summarize({"errors": {"loadgen": 1}, "error_sample": str(exc)}))
+                if group.transport != "stdio":
+                    # Sessions kept across the repeats are ended before the next scenario.
+                    self.loadgen.release()
                 for key in runnable:
                     agg = stats.aggregate(per[key])
                     records.append({"group": group.name, "mode": group.mode, "transport": group.transport,

@@ -381,3 +381,12 @@ async def test_legacy_sse_front_when_enabled(gateway_factory: Any) -> None:
     async with httpx.AsyncClient() as http:  # off by default
         off = gateway_factory({"servers": {"sdk": sdk_stdio()}})
         assert (await http.get(f"{off.base_url}/sse")).status_code == 404
+
+
+async def test_upstream_url_to_cloud_metadata_is_refused(gateway_factory: Any) -> None:
+    gw = gateway_factory({"servers": {"meta": {"url": "http://169.254.169.254/mcp", "connect_timeout": "2s"},
+                                      "sdk": sdk_stdio()}})
+    async with Client(gw.url, mode="legacy") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "sdk__echo" in names and not any(n.startswith("meta__") for n in names)
+    assert "upstream meta refused by the egress rules" in gw.output()

@@ -87,7 +87,6 @@ async def test_rug_pull_is_withheld_and_its_calls_refused(gateway_factory: Calla
 
 async def test_pins_approve_restores_a_changed_tool(gateway_factory: Callable[..., Gateway],
                                                     upstream: Upstream) -> None:
-    pytest.importorskip("mcpwall.gateway.fetch", reason="needs the gateway's fetch_definitions")
     gateway = start(gateway_factory, upstream, {"pinning": "strict"})
     locked = mcpwall(gateway, "pins", "lock")
     assert locked.returncode == 0, locked.stderr

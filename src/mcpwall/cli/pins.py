@@ -64,11 +64,8 @@ def _setup(config_path: str) -> _Setup:
 
 
 def _fetch(config: Config, servers: list[str] | None) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    try:
-        from mcpwall.gateway.fetch import fetch_definitions  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    except ImportError:
-        click.echo("error: this build cannot fetch definitions from upstreams", err=True)
-        sys.exit(2)
+    from mcpwall.gateway.fetch import fetch_definitions
+
     try:
         return asyncio.run(fetch_definitions(config, servers))
     except Exception as exc:  # any upstream failure: report it, change nothing

@@ -36,6 +36,7 @@ from mcpwall.detect.rules import Rule, RuleError
 from mcpwall.detect.syntax import MAX_WIDTH, pcre_class
 from mcpwall.detect.validators import VALIDATORS, placeholder, shannon_entropy
 
+_hs: Any
 try:
     import hyperscan as _hs
 except ImportError:  # pragma: no cover - depends on the platform

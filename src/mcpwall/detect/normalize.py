@@ -48,6 +48,8 @@ _SPECIAL = re.compile(
     "|(?P<sur>[\ud800-\udfff]+)"
 )
 
+_VS_RUN = re.compile("[\ufe00-\ufe0f]{2,}")
+
 # One-for-one folds: full-width ASCII and Cyrillic/Greek letters that render like Latin ones.
 _FOLD: dict[int, str] = {cp: chr(cp - 0xFEE0) for cp in range(0xFF01, 0xFF5F)}
 _FOLD.update({ord(k): v for k, v in zip(
@@ -201,3 +203,27 @@ def _compact(norm_starts: list[int], orig_starts: list[int]) -> tuple[list[int],
             out_n.append(n)
             out_o.append(o)
     return out_n, out_o
+
+
+def strip_hidden(text: str, *, reveal_tags: bool = True) -> str:
+    """``text`` without invisible characters and escape sequences, for showing it to a model.
+
+    Unlike :func:`normalize` this keeps every visible character as it is (no look-alike folding).
+    Tag characters become the ASCII they encode when ``reveal_tags`` is set (so the hidden text
+    can be seen, and flagged), and disappear otherwise."""
+    if not needs_normalizing(text):
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        kind, run = match.lastgroup, match.group()
+        if kind == "tag":
+            return "".join(chr(ord(ch) - 0xE0000) for ch in run if 0x20 <= ord(ch) - 0xE0000 <= 0x7E) \
+                if reveal_tags else ""
+        if kind == "sur":
+            return "\ufffd" * len(run)
+        if kind == "vs" and len(run) == 1 and ord(run) <= 0xFFFF:
+            return run  # an ordinary emoji presentation selector
+        return ""
+
+    # Removing characters can bring single selectors together; a run of them is a payload again.
+    return _VS_RUN.sub(lambda m: m.group()[0], _SPECIAL.sub(replace, text))

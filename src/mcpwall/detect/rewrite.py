@@ -16,11 +16,15 @@ from mcpwall.detect.walker import Path, replace_at
 Edit = Callable[[str, list[Finding]], str]
 
 
-def merged(findings: Iterable[Finding]) -> list[tuple[int, int, list[Finding]]]:
-    """Spans of ``findings`` with overlaps merged, each with the findings it covers."""
+def merged(findings: Iterable[Finding], gap: int = 0, text: str = "") -> list[tuple[int, int, list[Finding]]]:
+    """Spans of ``findings`` with overlaps merged, each with the findings it covers.
+
+    With ``gap``, spans separated by at most that many characters of one line of ``text`` are
+    merged too, so one suspicious sentence gets one edit rather than several."""
     out: list[tuple[int, int, list[Finding]]] = []
     for f in sorted(findings, key=lambda f: (f.start, -f.end)):
-        if out and f.start < out[-1][1]:
+        if out and (f.start < out[-1][1] or (
+                f.start - out[-1][1] <= gap and "\n" not in text[out[-1][1]:f.start])):
             start, end, group = out[-1]
             out[-1] = (start, max(end, f.end), [*group, f])
         else:
@@ -28,10 +32,10 @@ def merged(findings: Iterable[Finding]) -> list[tuple[int, int, list[Finding]]]:
     return out
 
 
-def edit_string(text: str, findings: Iterable[Finding], edit: Edit) -> str:
+def edit_string(text: str, findings: Iterable[Finding], edit: Edit, gap: int = 0) -> str:
     pieces: list[str] = []
     cursor = 0
-    for start, end, group in merged(findings):
+    for start, end, group in merged(findings, gap, text):
         pieces.append(text[cursor:start])
         pieces.append(edit(text[start:end], group))
         cursor = end

@@ -64,11 +64,13 @@ class RuleSpec(BaseModel):
     pattern: str = Field(description="Python regular expression in the portable subset (see docs/detection.md).")
     severity: SeverityName | None = None
     ignore_case: bool = False
-    group: int | str | None = Field(None, description="Capture group holding the sensitive part (default: whole match).")
+    group: int | str | None = Field(None, description="Capture group holding the sensitive part "
+                                                      "(default: the whole match).")
     validate_with: list[str] = Field(default_factory=list, alias="validate",
                                      description="Checks the span must pass: " + ", ".join(sorted(VALIDATORS)))
     min_entropy: float | None = Field(None, ge=0, le=8, description="Minimum Shannon entropy (bits/char) of the span.")
-    placeholders: bool | None = Field(None, description="Drop spans that look like placeholders (xxxx, <KEY>, EXAMPLE).")
+    placeholders: bool | None = Field(None, description="Drop spans that look like placeholders "
+                                                        "(xxxx, <KEY>, EXAMPLE).")
     generic: bool = Field(False, description="Yields to a more specific rule that matches the same text.")
     extend: Literal["pem"] | None = Field(None, description="pem: grow the span to the end of the PEM block.")
     examples: list[str] = Field(default_factory=list, description="Texts the rule must match (templates allowed).")

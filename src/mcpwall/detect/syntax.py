@@ -123,8 +123,8 @@ def _render_item(op: Any, arg: Any, fold: bool) -> str:
             # Exact large bounds over classes that span all of Unicode explode Hyperscan's
             # automata (minutes to compile). An open repetition with a small lower bound matches
             # a superset, which is all a prefilter needs: re confirms every hit exactly.
-            return inner + "{%d,}" % min(low, _LOOSE_LOW)
-        return inner + ("{%d}" % low if low == high else "{%d,%d}" % (low, high))
+            return f"{inner}{{{min(low, _LOOSE_LOW)},}}"
+        return inner + (f"{{{low}}}" if low == high else f"{{{low},{high}}}")
     if op is _c.AT:
         if arg is _c.AT_BOUNDARY:
             return "\\b"
@@ -142,18 +142,25 @@ def _render_item(op: Any, arg: Any, fold: bool) -> str:
 
 def _is_wide(items: list[tuple[Any, Any]]) -> bool:
     """Can this sub-pattern match a non-ASCII character (a negated class, ``.``, …)?"""
-    for op, arg in items:
-        if op in (_c.ANY, _c.NOT_LITERAL):
-            return True
-        if op is _c.LITERAL and arg > 0x7F:
-            return True
-        if op is _c.IN:
-            for member, value in arg:
-                if member is _c.NEGATE or (member is _c.RANGE and value[1] > 0x7F) \
-                        or (member is _c.CATEGORY and value in _NEGATED_CATEGORIES):
-                    return True
-        elif (op is _c.CATEGORY and arg in _NEGATED_CATEGORIES) or (op is _c.BRANCH and any(_is_wide(list(alt)) for alt in arg[1])) or (op is _c.SUBPATTERN and _is_wide(list(arg[3]))) or (op in (_c.MAX_REPEAT, _c.MIN_REPEAT) and _is_wide(list(arg[2]))):
-            return True
+    return any(_item_is_wide(op, arg) for op, arg in items)
+
+
+def _item_is_wide(op: Any, arg: Any) -> bool:
+    if op in (_c.ANY, _c.NOT_LITERAL):
+        return True
+    if op is _c.LITERAL:
+        return bool(arg > 0x7F)
+    if op is _c.IN:
+        return any(member is _c.NEGATE or (member is _c.RANGE and value[1] > 0x7F)
+                   or (member is _c.CATEGORY and value in _NEGATED_CATEGORIES) for member, value in arg)
+    if op is _c.CATEGORY:
+        return arg in _NEGATED_CATEGORIES
+    if op is _c.BRANCH:
+        return any(_is_wide(list(alt)) for alt in arg[1])
+    if op is _c.SUBPATTERN:
+        return _is_wide(list(arg[3]))
+    if op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+        return _is_wide(list(arg[2]))
     return False
 
 
@@ -254,4 +261,4 @@ def _class_char(code: int) -> str:
 
 
 def _hex(code: int) -> str:
-    return "\\x%02x" % code if code < 0x80 else "\\x{%x}" % code
+    return f"\\x{code:02x}" if code < 0x80 else f"\\x{{{code:x}}}"

@@ -188,10 +188,7 @@ def ipv4(text: str) -> bool:
     parts = text.split(".")
     if len(parts) != 4:
         return False
-    for part in parts:
-        if not part.isdigit() or int(part) > 255 or (len(part) > 1 and part[0] == "0"):
-            return False
-    return True
+    return all(part.isdigit() and int(part) <= 255 and (len(part) == 1 or part[0] != "0") for part in parts)
 
 
 def ipv6(text: str) -> bool:
@@ -221,9 +218,7 @@ def phone(text: str) -> bool:
     if re.fullmatch(r"(?:19|20)[0-9]{2}[-./][0-9]{1,2}[-./][0-9]{1,2}.*", main.strip()):
         return False
     # Addresses and US SSN-shaped numbers have their own detectors.
-    if re.fullmatch(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9]{3}-[0-9]{2}-[0-9]{4}", main.strip()):
-        return False
-    return True
+    return not re.fullmatch(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9]{3}-[0-9]{2}-[0-9]{4}", main.strip())
 
 
 def email(text: str) -> bool:
@@ -249,7 +244,7 @@ def basic_auth(text: str) -> bool:
         decoded = raw.decode("utf-8")
     except (binascii.Error, ValueError):
         return False
-    user, sep, password = decoded.partition(":")
+    _user, sep, password = decoded.partition(":")
     return bool(sep) and bool(password) and decoded.isprintable() and not placeholder(password)
 
 
@@ -262,7 +257,7 @@ def _b64json(part: str) -> object:
 
 
 _PLACEHOLDER = re.compile(
-    r"(?i)x{5,}|\*{3,}|#{4,}|\.{3}|example|sample|dummy|placeholder|your[_-]?(?:api[_-]?)?(?:key|token|secret)"
+    r"(?i)x{5,}|\*{3,}|#{4,}|\.{2,}|example|sample|dummy|placeholder|your[_-]?(?:api[_-]?)?(?:key|token|secret)"
     r"|redacted|changeme|<[^>]{0,40}>|\$\{|\{\{|%\(|\$\(|(?-i:\$[A-Z_]{3,})|insert[_-]|replace[_-]?me"
     r"|^(?:true|false|null|none|undefined|password|secret|token)$")
 _RUN = re.compile(r"(.)\1{7,}|(..)\2{5,}|(...)\3{4,}")
@@ -290,8 +285,14 @@ def mixed(text: str) -> bool:
     return sum((any(c.isupper() for c in text), any(c.islower() for c in text), any(c.isdigit() for c in text))) >= 2
 
 
+def all_classes(text: str) -> bool:
+    """Upper-case letters, lower-case letters and digits all present."""
+    return any(c.isupper() for c in text) and any(c.islower() for c in text) and any(c.isdigit() for c in text)
+
+
 _DOTTED_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(?:(?:\.|::|->)[A-Za-z_$][A-Za-z0-9_$]*)+(?:\(\)?)?")
-_SNAKE_OR_CAMEL = re.compile(r"[a-z]+(?:_[a-z]+)+|[A-Z]+(?:_[A-Z]+)+|[a-z]+(?:[A-Z][a-z]+)+|[A-Z][a-z]+(?:[A-Z][a-z]+)+")
+_SNAKE_OR_CAMEL = re.compile(r"[a-z]+(?:_[a-z]+)+|[A-Z]+(?:_[A-Z]+)+|[a-z]+(?:[A-Z][a-z]+)+"
+                             r"|[A-Z][a-z]+(?:[A-Z][a-z]+)+")
 
 
 def secret_value(text: str) -> bool:
@@ -324,6 +325,7 @@ def base58check(text: str) -> bool:
 
 VALIDATORS: dict[str, Validator] = {
     "mixed": mixed,
+    "all_classes": all_classes,
     "secret_value": secret_value,
     "base58check": base58check,
     "luhn": luhn,

@@ -32,10 +32,10 @@ def iter_strings(value: Any, root: Path = ()) -> Iterator[tuple[Path, str]]:
             yield path, node
         elif isinstance(node, dict):
             skip = _binary_keys(node)
-            children = [(path + (k,), v) for k, v in node.items() if isinstance(k, str) and k not in skip]
+            children = [((*path, k), v) for k, v in node.items() if isinstance(k, str) and k not in skip]
             stack.extend(reversed(children))
         elif isinstance(node, list):
-            stack.extend(reversed([(path + (i,), v) for i, v in enumerate(node)]))
+            stack.extend(reversed([((*path, i), v) for i, v in enumerate(node)]))
 
 
 class Collected:
@@ -87,7 +87,8 @@ class Collected:
 
 
 def _binary_keys(node: dict[str, Any]) -> frozenset[str]:
-    if node.get("type") in _BINARY_CONTENT and isinstance(node.get("data"), str):
+    kind = node.get("type")
+    if isinstance(kind, str) and kind in _BINARY_CONTENT and isinstance(node.get("data"), str):
         return frozenset({"data"})
     if isinstance(node.get("blob"), str):
         return frozenset({"blob"})

@@ -88,6 +88,7 @@ class Listener:
     resources: bool = False
     uris: set[str] = field(default_factory=set)
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(256))
+    call: Call | None = None  # completed for the guards (on_complete) when the stream ends
 
 
 class Gateway:
@@ -124,7 +125,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.chain.start()
-        await asyncio.gather(self.admission.start(), *(u.start() for u in self.upstreams.values()))
+        await asyncio.gather(self.admission.start(), *(self._start_upstream(u) for u in self.upstreams.values()))
         self._background.append(asyncio.create_task(self._sweep_sessions()))
         self.ready.set()
 
@@ -136,6 +137,23 @@ class Gateway:
         await self.admission.aclose()
         await asyncio.gather(*(u.aclose() for u in self.upstreams.values()), return_exceptions=True)
         await self.chain.aclose()
+
+    async def _start_upstream(self, upstream: Upstream) -> None:
+        """Start one upstream, after its URL passes the egress rules (metadata, link-local and
+        other never-legitimate targets, checked on the text and on every resolved address)."""
+        if upstream.config.url is not None:
+            from mcpwall.checks.urls import EgressDenied
+            from mcpwall.guards.egress import EgressSettings, resolve_upstream_url
+
+            settings = getattr(self.config.guards, "egress", None)
+            try:
+                await resolve_upstream_url(upstream.config.url,
+                                           settings if isinstance(settings, EgressSettings) else None, upstream.name)
+            except EgressDenied as exc:
+                log.error("upstream %s refused by the egress rules: %s", upstream.name, exc)
+                self.events.emit("upstream.refused", upstream=upstream.name, reason=str(exc))
+                return
+        await upstream.start()
 
     def _on_admission(self, event: dict[str, Any]) -> None:
         """A quarantined or re-admitted upstream changes what clients may see: tell them."""
@@ -614,11 +632,16 @@ class Gateway:
 
         Returns the listener (the front drains ``listener.queue``) and the acknowledgement
         notification to send first, naming the subset of the request the gateway honours."""
-        await self.guard_request(call)
+        try:
+            await self.guard_request(call)
+        except McpwallError as exc:
+            # on_request ran (limits counted the call in flight), so the call must be completed too.
+            await self.chain.on_complete(call, Outcome(decision="deny", error_code=exc.code, reason=exc.message))
+            raise
         wanted = call.params.get("notifications")
         wanted = wanted if isinstance(wanted, dict) else {}
         caps = self.capabilities()
-        listener = Listener(call.principal.id, call.request_id)
+        listener = Listener(call.principal.id, call.request_id, call=call)
         honoured: dict[str, Any] = {}
         for flag, kind in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
                            ("resourcesListChanged", "resources")):
@@ -638,6 +661,10 @@ class Gateway:
 
     async def unlisten(self, listener: Listener) -> None:
         self.listeners.discard(listener)
+        if listener.call is not None:
+            # Without this, every closed stream kept a limits.max_in_flight slot of its principal forever.
+            call, listener.call = listener.call, None
+            await self.chain.on_complete(call, Outcome(decision="allow"))
         if listener.uris:
             await self._resync_all()
 
@@ -650,7 +677,9 @@ class Gateway:
         """A notification from the client: cancellation, roots changes, initialized."""
         method = call.method
         if method == "notifications/cancelled" and session is not None:
-            task = session.in_flight.get(call.params.get("requestId"))
+            rid = call.params.get("requestId")
+            # requestId is client-controlled JSON: a list or object would make the lookup raise.
+            task = session.in_flight.get(rid) if isinstance(rid, (str, int)) else None
             if task is not None:
                 task.cancel()
         elif method == "notifications/roots/list_changed":

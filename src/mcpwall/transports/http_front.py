@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import hashlib
 import logging
@@ -200,7 +199,10 @@ class HttpFront:
     async def _read_body(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes:
         limit = self.gateway.limits.max_bytes
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        # str.isdigit() also accepts non-ASCII digits ("\xb2") that int() refuses, and int() refuses
+        # strings over 4300 digits: check ASCII first and treat an absurdly long length as too large.
+        if declared is not None and declared.isascii() and declared.isdigit() \
+                and (len(declared) > 18 or int(declared) > limit):
             raise HttpError(413, f"Payload Too Large: the limit is {limit} bytes")
         chunks: list[bytes] = []
         size = 0
@@ -675,7 +677,7 @@ def _header_decode(value: str) -> str:
     if value.startswith("=?base64?") and value.endswith("?="):
         try:
             return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and b64decode's own error for non-ASCII text
             return "\0invalid"
     return value
 

@@ -53,9 +53,8 @@ class StdioFront:
         pump = asyncio.create_task(self._pump_outbox())
         try:
             while True:
-                try:
-                    line = await self.reader.readline()
-                except (ValueError, asyncio.LimitOverrunError):
+                line = await self._read_line()
+                if line is None:
                     await self.write(jsonrpc.error_response(None, {"code": -32600, "message": "message too large"}))
                     continue
                 if not line:
@@ -69,6 +68,28 @@ class StdioFront:
             for task in list(self._tasks):
                 with contextlib.suppress(BaseException):
                     await task
+
+    async def _read_line(self) -> bytes | None:
+        """The next line (b"" at end of input), or None for a line over the reader's limit.
+
+        An overlong line is skipped whole, up to and including its newline. ``readline`` would
+        only drop what it had buffered, and the rest of the line would then be read as a message
+        of its own — the tail of a huge line could smuggle in a request."""
+        try:
+            return await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial  # end of input: a last line without a newline, or b""
+        except asyncio.LimitOverrunError as exc:
+            skip = exc.consumed  # bytes buffered before the newline (or before the limit was hit)
+        while True:
+            try:
+                await self.reader.readexactly(skip)
+                await self.reader.readuntil(b"\n")  # the rest of the line, newline included
+                return None
+            except asyncio.IncompleteReadError:
+                return None  # input ended inside the overlong line
+            except asyncio.LimitOverrunError as exc:
+                skip = exc.consumed
 
     async def _pump_outbox(self) -> None:
         while True:
@@ -106,7 +127,9 @@ class StdioFront:
         self._set_era(call)
         if kind == "notification":
             if call.method == "notifications/cancelled":
-                task = self.session.in_flight.get(call.params.get("requestId"))
+                rid = call.params.get("requestId")
+                # Client-controlled JSON: an unhashable id would raise here and end the whole front.
+                task = self.session.in_flight.get(rid) if isinstance(rid, (str, int)) else None
                 if task is not None:
                     task.cancel()
                 return
@@ -172,6 +195,10 @@ class StdioFront:
         reply = await self.gateway.handle(call, SessionPeer(None, self.write, legacy=False))
         if "result" in reply.message:
             if self.initialized:
+                # Ending the old session cancels its in-flight tasks; this initialize is one of them
+                # and would never answer, so take it out first.
+                if self.session.in_flight.get(call.request_id) is asyncio.current_task():
+                    del self.session.in_flight[call.request_id]
                 await self.gateway.end_session(self.session.id)
             self.session.protocol_version = reply.message["result"].get("protocolVersion", LATEST_LEGACY)
             self.session.client_capabilities = caps or {}
