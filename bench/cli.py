@@ -2,7 +2,8 @@
 
 NAME is any of ceiling, core, list, sse, guards, everything, stdio, sessions, startup, scan
 (default: all of them, which is what ``make bench`` runs), or one of the separate tools
-``micro`` (library micro-benchmarks) and ``profile`` (a profile of the gateway's hot path).
+``micro`` (library micro-benchmarks), ``profile`` (a profile of the gateway's hot path) and
+``docs`` (copy the latest results into docs/performance.md).
 Everything is started on loopback with free ports and stopped before the command returns;
 results go to ``bench/results/<timestamp>/`` and ``bench/results/latest.*``.
 """
@@ -28,7 +29,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="NAME: " + ", ".join(plan.ALL_NAMES) + "; or micro, profile")
+                                     epilog="NAME: " + ", ".join(plan.ALL_NAMES) + "; or micro, profile, docs")
     parser.add_argument("names", nargs="*", metavar="NAME", help="what to run (default: everything)")
     parser.add_argument("--quick", action="store_true", help="smoke test: one short repeat of a few scenarios")
     parser.add_argument("--repeats", type=int, help="repeats per scenario and configuration (full: 3)")
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     names = args.names or plan.ALL_NAMES
     unknown = [n for n in names if n not in plan.ALL_NAMES]
     if unknown:
-        log(f"unknown NAME {unknown}; choose from {', '.join(plan.ALL_NAMES)}, micro, profile")
+        log(f"unknown NAME {unknown}; choose from {', '.join(plan.ALL_NAMES)}, micro, profile, docs")
         return 2
     options = _options(args)
     stamp = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
@@ -137,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
                 results["extras"]["startup"] = extras.startup(fleet, 1 if args.quick else 3)
             if "scan" in names:
                 log("== scan: bench/detect.py")
-                results["extras"]["scan"] = extras.scan(args.quick)
-                results["extras"]["scan_mb_s"] = extras.scan_rate(results["extras"]["scan"])
+                results["extras"]["scan"] = extras.scan(args.quick, run_dir)
+                results["extras"]["scan_mb_s"] = results["extras"]["scan"].get("mb_s")
         except KeyboardInterrupt:
             results["notes"].append("interrupted")
             log("interrupted; stopping everything")
@@ -183,4 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench import profile
 
         return profile.main(argv[1:])
+    if argv and argv[0] == "docs":
+        from bench import docs
+
+        return docs.main(argv[1:])
     return run(_parser().parse_args(argv))

@@ -12,7 +12,6 @@ idle legacy session, time until ``mcpwall serve`` is ready, and content-scanning
 
 from __future__ import annotations
 
-import contextlib
 import json
 import statistics
 import subprocess
@@ -119,49 +118,39 @@ def startup(fleet: Fleet, repeats: int) -> dict[str, Any]:
     return out
 
 
-def scan(quick: bool) -> dict[str, Any]:
+def scan(quick: bool, run_dir: Path) -> dict[str, Any]:
+    """Run ``bench/detect.py`` (throughput and quality of the scanners) and keep its numbers."""
     script = REPO / "bench" / "detect.py"
     if not script.exists():
         return {"available": False, "note": "bench/detect.py does not exist yet"}
-    argv = [sys.executable, "-m", "bench.detect", *(["--quick"] if quick else [])]
+    out = run_dir / "detect.json"
+    argv = [sys.executable, "-m", "bench.detect", "--json", str(out), *(["--quick"] if quick else [])]
     try:
         proc = subprocess.run(argv, cwd=str(REPO), capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
         return {"available": True, "error": "bench/detect.py ran longer than 300 s"}
-    result: dict[str, Any] = {"available": True, "returncode": proc.returncode,
-                              "output": proc.stdout[-4000:], "stderr": proc.stderr[-2000:]}
-    for line in reversed(proc.stdout.strip().splitlines()):
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(parsed, dict):
-            result["result"] = parsed
-            break
-    if proc.stdout.strip().startswith("{"):
-        with contextlib.suppress(ValueError):
-            result["result"] = json.loads(proc.stdout)
-    log("   " + (proc.stdout.strip().splitlines() or ["(no output)"])[-1][:200])
+    result: dict[str, Any] = {"available": True, "returncode": proc.returncode, "stderr": proc.stderr[-2000:]}
+    (run_dir / "detect.md").write_text(proc.stdout)
+    try:
+        data = json.loads(out.read_text())
+    except (OSError, ValueError):
+        result["error"] = (proc.stderr.strip().splitlines() or ["bench/detect.py wrote no JSON"])[-1][:300]
+        return result
+    rows = data.get("throughput", [])
+    engines = [e for e in ("hyperscan", "re") if any(r.get("engine") == e for r in rows)]
+    if not engines:
+        result["error"] = "bench/detect.py reported no throughput"
+        return result
+    engine = engines[0]  # the one the gateway uses: hyperscan when installed
+    per: dict[str, float] = {}
+    for row in rows:
+        if row.get("engine") == engine:
+            name = str(row.get("scanner"))
+            per[name] = min(per.get(name, float("inf")), float(row.get("mb_per_s", 0.0)))
+    result.update(engine=engine, mb_s_by_scanner=per, notes=data.get("notes", []),
+                  mb_s=per.get("all rules", min(per.values()) if per else None))
+    log(f"   {engine}: " + ", ".join(f"{k} {v:,.0f} MB/s" for k, v in per.items()))
     return result
-
-
-def scan_rate(result: dict[str, Any]) -> float | None:
-    """Best effort: the MB/s per core figure in detect.py's JSON, whatever it names it."""
-    found: list[float] = []
-
-    def walk(node: Any, key: str = "") -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, k)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, key)
-        elif isinstance(node, (int, float)) and ("mb_s" in key.lower() or "mb_per_s" in key.lower()
-                                                  or "mbps" in key.lower() or "mb/s" in key.lower()):
-            found.append(float(node))
-
-    walk(result.get("result"))
-    return min(found) if found else None
 
 
 def describe_path(path: Path) -> str:

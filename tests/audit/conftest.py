@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from audit_helpers import PG_URL, Chain, call
+from support.audit_helpers import PG_URL, Chain, call
 
 from mcpwall.audit.signing import load_or_create
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from audit_helpers import Chain, FlakyStore, call
+from support.audit_helpers import Chain, FlakyStore, call
 
 from mcpwall.audit.record import canonical, genesis_hash, record_hash
 from mcpwall.audit.signing import Checkpoint, Signer, load_public_keys

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from audit_helpers import Chain
+from support.audit_helpers import Chain
 
 CHILD = Path(__file__).with_name("audit_child.py")
 

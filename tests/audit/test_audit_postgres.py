@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from audit_helpers import Chain, call
+from support.audit_helpers import Chain, call
 
 from mcpwall.audit.postgres import PostgresStore
 from mcpwall.audit.signing import load_public_keys

@@ -7,6 +7,7 @@ import pytest
 from mcpwall.detect.engine import Engine, hyperscan_available
 from mcpwall.detect.rules import BUILTIN_PACKS, Rule, load_pack
 
+
 @pytest.fixture(scope="session")
 def all_rules() -> list[Rule]:
     return [rule for pack in BUILTIN_PACKS for rule in load_pack(pack)]

@@ -31,7 +31,7 @@ def test_single_emoji_selector_is_not_reported() -> None:
 
 
 def test_lookalikes_and_full_width_fold_to_ascii() -> None:
-    result = n.normalize("ｉｇｎｏｒｅ раураl")
+    result = n.normalize("\uff49\uff47\uff4e\uff4f\uff52\uff45 \u0440\u0430\u0443\u0440\u0430l")
     assert result.text == "ignore paypal"
     assert n.MIXED_SCRIPT in result.hidden
 
@@ -54,7 +54,7 @@ def test_offsets_map_back_to_original_characters() -> None:
 
 
 def test_strip_hidden_keeps_visible_text_as_is() -> None:
-    assert n.strip_hidden("ｉ\u200bx" + TAGS) == "ｉxhidden"
+    assert n.strip_hidden("\uff49\u200bx" + TAGS) == "\uff49xhidden"
     assert n.strip_hidden("a" + TAGS, reveal_tags=False) == "a"
 
 
@@ -68,7 +68,7 @@ def test_normalize_never_crashes_and_maps_every_span(text: str) -> None:
 
 
 @given(st.lists(st.sampled_from(["a", "é", "\u200b", "\u202e", "\x1b[0m", "\x1b]0;t\x07", chr(0xE0041),
-                                 chr(0xE0001), "\ufe0f", "\x00", "\ud800", "ｉ", "а", " "]), max_size=40))
+                                 chr(0xE0001), "\ufe0f", "\x00", "\ud800", "\uff49", "\u0430", " "]), max_size=40))
 def test_normalize_on_adversarial_mixtures(parts: list[str]) -> None:
     text = "".join(parts)
     result = n.normalize(text)

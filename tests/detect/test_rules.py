@@ -51,7 +51,8 @@ def test_categories_are_consistent(all_rules: list[Rule]) -> None:
 
 def test_custom_rules_and_pack_files(tmp_path: Path) -> None:
     (tmp_path / "mine.yaml").write_text(
-        "pack: mine\ncategory: secret\nrules:\n  - {id: acme-key, pattern: '\\bacme_[a-z0-9]{16}\\b', severity: high}\n")
+        "pack: mine\ncategory: secret\nrules:\n"
+        "  - {id: acme-key, pattern: '\\bacme_[a-z0-9]{16}\\b', severity: high}\n")
     rules = load_rules(["mine.yaml"], [RuleSpec(id="order-ref", pattern=r"\bORD-[0-9]{8}\b", category="pii")],
                        base_dir=tmp_path)
     assert [r.id for r in rules] == ["secret.acme-key", "custom.order-ref"]
@@ -61,7 +62,7 @@ def test_custom_rules_and_pack_files(tmp_path: Path) -> None:
 
 def test_broken_pack_reports_pack_and_reason(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("pack: bad\ncategory: secret\nrules:\n  - {id: x, pattern: 'a+'}\n")
-    with pytest.raises(RuleError, match="bad.yaml"):
+    with pytest.raises(RuleError, match=r"bad\.yaml"):
         load_rules(["bad.yaml"], base_dir=tmp_path)
 
 

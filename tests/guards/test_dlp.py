@@ -86,8 +86,9 @@ async def test_monitor_records_without_changing() -> None:
     assert CARD not in orjson.dumps(verdict.findings).decode()
 
 
-async def test_low_severity_pii_is_only_recorded_by_default() -> None:
-    verdict = await guard().on_response(tool_call({}), text_result("write to jane.doe@example.org"))
+async def test_low_severity_pii_is_opt_in_and_then_only_recorded() -> None:
+    assert await guard().on_response(tool_call({}), text_result("write to jane.doe@example.org")) is PASS
+    verdict = await guard(report_severity="low").on_response(tool_call({}), text_result("write to jane@example.org"))
     assert isinstance(verdict, Pass)
     assert verdict.findings[0]["rule"] == "pii.email" and verdict.findings[0]["action"] == "monitor"
 

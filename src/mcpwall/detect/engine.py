@@ -29,6 +29,7 @@ import logging
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Literal
 
 from mcpwall.detect.normalize import Normalized, normalize, special_ranges
@@ -66,9 +67,16 @@ class RawMatch:
 
 @dataclass(slots=True)
 class EngineScan:
-    texts: list[Normalized]
+    """Matches, plus what normalisation did to the strings that needed it."""
+
+    originals: Sequence[str]
+    changed: dict[int, Normalized]  # only strings that normalisation changed or reported on
     matches: list[RawMatch]
     truncated: bool = False
+
+    def norm(self, index: int) -> Normalized:
+        found = self.changed.get(index)
+        return found if found is not None else Normalized(self.originals[index], len(self.originals[index]))
 
 
 class Engine:
@@ -89,33 +97,31 @@ class Engine:
     # -- scanning ------------------------------------------------------------------------
 
     def scan(self, texts: Sequence[str]) -> EngineScan:
+        changed: dict[int, Normalized] = {}
         if self.backend == "hyperscan":
-            normalized, joined, starts, hits = self._prefilter(texts)
+            joined, starts = _join(texts)
+            hits, special = self._windows(joined)
+            if special:
+                for index in _touched(starts, texts, special):
+                    result = normalize(texts[index])
+                    if result.changed or result.text != texts[index]:
+                        changed[index] = result
+            if changed:
+                current = [changed[i].text if i in changed else t for i, t in enumerate(texts)]
+                joined, starts = _join(current)
+                hits, _ = self._windows(joined)
+            else:
+                current = list(texts)
         else:
-            normalized = [normalize(t) for t in texts]
-            joined, starts = _join([n.text for n in normalized])
+            for index, text in enumerate(texts):
+                result = normalize(text)
+                if result.changed or result.text != text:
+                    changed[index] = result
+            current = [changed[i].text if i in changed else t for i, t in enumerate(texts)]
+            joined, starts = _join(current)
             hits = None
-        matches, truncated = self._confirm([n.text for n in normalized], joined, starts, hits)
-        return EngineScan(normalized, matches, truncated)
-
-    def _prefilter(self, texts: Sequence[str]) -> tuple[list[Normalized], str, list[int],
-                                                        dict[int, list[tuple[int, int]]]]:
-        joined, starts = _join(texts)
-        hits, special = self._windows(joined)
-        normalized = [Normalized(t, len(t)) for t in texts]
-        if not special:
-            return normalized, joined, starts, hits
-        changed = False
-        for index in _touched(starts, texts, special):
-            result = normalize(texts[index])
-            if result.changed or result.text != texts[index]:
-                normalized[index] = result
-                changed = True
-        if not changed:
-            return normalized, joined, starts, hits
-        joined, starts = _join([n.text for n in normalized])
-        hits, _ = self._windows(joined)
-        return normalized, joined, starts, hits
+        matches, truncated = self._confirm(current, joined, starts, hits)
+        return EngineScan(texts, changed, matches, truncated)
 
     def _windows(self, joined: str) -> tuple[dict[int, list[tuple[int, int]]], list[tuple[int, int]] | None]:
         """Which rules occur in which windows, and which windows need normalising.
@@ -230,11 +236,8 @@ def _ordered(matches: list[RawMatch]) -> list[RawMatch]:
 
 
 def _join(texts: Sequence[str]) -> tuple[str, list[int]]:
-    starts: list[int] = []
-    position = 0
-    for text in texts:
-        starts.append(position)
-        position += len(text) + len(SEPARATOR)
+    starts = list(accumulate(map(len, texts), lambda total, size: total + size + len(SEPARATOR), initial=0))
+    starts.pop()
     return SEPARATOR.join(texts), starts
 
 

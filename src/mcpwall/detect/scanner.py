@@ -101,12 +101,12 @@ class Scanner:
 
     def scan(self, value: Any, root: Path = ()) -> Scan:
         collected = Collected(value, root)
-        return self._scan(collected.strings, collected.path)
+        return self._scan(collected.strings, collected.path, collected.key)
 
     def scan_text(self, text: str, root: Path = ()) -> Scan:
-        return self._scan([text], lambda _i: root)
+        return self._scan([text], lambda _i: root, lambda _i: root[-1] if root else None)
 
-    def _scan(self, strings: list[str], path_of: Any) -> Scan:
+    def _scan(self, strings: list[str], path_of: Any, key_of: Any) -> Scan:
         result = self.engine.scan(strings)
         paths: dict[int, Path] = {}
 
@@ -117,12 +117,13 @@ class Scanner:
 
         raw: list[Finding] = []
         for match in result.matches:
-            start, end = result.texts[match.index].to_original(match.start, match.end)
+            changed = result.changed.get(match.index)
+            start, end = (match.start, match.end) if changed is None else changed.to_original(match.start, match.end)
             rule = match.rule
             raw.append(Finding(rule.id, rule.category, rule.severity, rule.title, "", start, end, "",
                                path(match.index), rule.generic))
         if self.hidden:
-            for index, normalized in enumerate(result.texts):
+            for index, normalized in sorted(result.changed.items()):
                 for kind, (count, first) in normalized.hidden.items():
                     severity = self.hidden.get(kind)
                     if severity is None:
@@ -133,21 +134,24 @@ class Scanner:
                     raw.append(Finding(f"hidden.{kind}", "hidden", severity, _HIDDEN_TITLES[kind], "", first,
                                        first + 1, note, path(index)))
         if self.sensitive_fields:
-            raw.extend(self._sensitive_fields(strings, path))
+            raw.extend(self._sensitive_fields(strings, path, key_of))
         findings = _finish(_drop_shadowed(raw), strings, paths)
         return Scan(findings, {paths[i]: strings[i] for i in paths if any(f.path == paths[i] for f in findings)},
                     result.truncated)
 
-    def _sensitive_fields(self, strings: list[str], path: Any) -> Iterable[Finding]:
-        # Only strings that look like credentials are worth a path lookup.
+    def _sensitive_fields(self, strings: list[str], path: Any, key_of: Any) -> Iterable[Finding]:
+        verdicts: dict[str, bool] = {}  # field name -> sensitive, decided once per name
         for index, value in enumerate(strings):
-            if not 8 <= len(value) <= 4096 or " " in value or not secret_value(value) or placeholder(value):
+            key = key_of(index)
+            if not isinstance(key, str):
                 continue
-            where = path(index)
-            key = where[-1] if where else None
-            if isinstance(key, str) and _SENSITIVE_FIELD.search(key) and not _NOT_SENSITIVE_FIELD.search(key):
+            sensitive = verdicts.get(key)
+            if sensitive is None:
+                sensitive = verdicts[key] = bool(_SENSITIVE_FIELD.search(key)) and not _NOT_SENSITIVE_FIELD.search(key)
+            if sensitive and 8 <= len(value) <= 4096 and " " not in value and secret_value(value) \
+                    and not placeholder(value):
                 yield Finding("secret.sensitive-field", "secret", Severity.MEDIUM,
-                              "Credential in a field named like one", "", 0, len(value), "", where, True)
+                              "Credential in a field named like one", "", 0, len(value), "", path(index), True)
 
 
 def _drop_shadowed(findings: list[Finding]) -> list[Finding]:

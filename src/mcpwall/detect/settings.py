@@ -9,7 +9,7 @@ name the guard and the rule.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -41,10 +41,15 @@ class HiddenTextSettings(ContentSettings):
 
 
 def build_scanner(guard: str, settings: ContentSettings, config_dir: Path, *, categories: Iterable[str],
-                  hidden: bool = False, sensitive_fields: bool = False) -> Scanner:
-    """Compile the guard's rules into a scanner, or raise :class:`ConfigError`."""
+                  hidden: bool = False, sensitive_fields: bool = False,
+                  keep: Callable[[Rule], bool] | None = None) -> tuple[Scanner, list[Rule]]:
+    """Compile the guard's rules into a scanner, or raise :class:`ConfigError`.
+
+    ``keep`` leaves out rules whose findings the guard would drop anyway, so they cost nothing.
+    Returns the scanner and every loaded rule (kept or not), for checking config overrides."""
     try:
-        rules = load_rules(settings.packs, settings.custom_rules, base_dir=config_dir, categories=categories)
+        loaded = load_rules(settings.packs, settings.custom_rules, base_dir=config_dir, categories=categories)
+        rules = [r for r in loaded if keep is None or keep(r)]
         engine = shared_engine(rules, settings.engine)
     except RuleError as exc:
         raise ConfigError([f"guards.{guard}: {exc}"]) from None
@@ -57,7 +62,7 @@ def build_scanner(guard: str, settings: ContentSettings, config_dir: Path, *, ca
                 severities.pop(kind, None)
             else:
                 severities[kind] = Severity.parse(value)
-    return Scanner(engine, hidden=severities, sensitive_fields=sensitive_fields)
+    return Scanner(engine, hidden=severities, sensitive_fields=sensitive_fields), loaded
 
 
 def override_for(rule_id: str, category: str, overrides: Mapping[str, str]) -> str | None:

@@ -237,6 +237,15 @@ def jwt(text: str) -> bool:
     return isinstance(header, dict) and isinstance(header.get("alg"), str)
 
 
+def jwt_base64(text: str) -> bool:
+    """A JSON Web Token that was base64-encoded once more (as in Kubernetes secrets)."""
+    try:
+        inner = base64.b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        return False
+    return jwt(inner.strip())
+
+
 def basic_auth(text: str) -> bool:
     """A base64 ``user:password`` pair, as in ``Authorization: Basic …``."""
     try:
@@ -343,5 +352,6 @@ VALIDATORS: dict[str, Validator] = {
     "phone": phone,
     "email": email,
     "jwt": jwt,
+    "jwt_base64": jwt_base64,
     "basic_auth": basic_auth,
 }

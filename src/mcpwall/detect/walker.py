@@ -21,6 +21,8 @@ from typing import Any
 Path = tuple[str | int, ...]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BINARY_CONTENT = frozenset({"image", "audio"})
+_CONTAINERS = frozenset({str, dict, list})
+_NO_KEYS: frozenset[str] = frozenset()
 
 
 def iter_strings(value: Any, root: Path = ()) -> Iterator[tuple[Path, str]]:
@@ -48,34 +50,49 @@ class Collected:
 
     def __init__(self, value: Any, root: Path = ()) -> None:
         self.root = root
-        self.strings: list[str] = []
-        self._nodes: list[int] = []  # node of each string
-        self._parents: list[int] = [-1]
-        self._keys: list[str | int] = [""]
+        strings: list[str] = []
+        nodes: list[int] = []  # node of each string
+        parents: list[int] = [-1]
+        keys: list[str | int] = [""]
+        self.strings, self._nodes, self._parents, self._keys = strings, nodes, parents, keys
+        # Hot loop: locals and exact type checks on purpose (valid JSON has only these types).
+        add_string, add_node, add_parent, add_key = strings.append, nodes.append, parents.append, keys.append
         stack: list[tuple[int, Any]] = [(0, value)]
-        parents, keys = self._parents, self._keys
+        pop, push = stack.pop, stack.append
         while stack:
-            node_id, node = stack.pop()
-            if isinstance(node, str):
-                self.strings.append(node)
-                self._nodes.append(node_id)
+            node_id, node = pop()
+            kind = type(node)
+            if kind is str:
+                add_string(node)
+                add_node(node_id)
+            elif kind is dict:
+                skip = _binary_keys(node) if ("data" in node or "blob" in node) else _NO_KEYS
+                for key in reversed(node):
+                    child = node[key]
+                    if (type(child) in _CONTAINERS or isinstance(child, (str, dict, list))) \
+                            and type(key) is str and key not in skip:
+                        add_parent(node_id)
+                        add_key(key)
+                        push((len(keys) - 1, child))
+            elif kind is list:
+                for index in range(len(node) - 1, -1, -1):
+                    child = node[index]
+                    if type(child) in _CONTAINERS or isinstance(child, (str, dict, list)):
+                        add_parent(node_id)
+                        add_key(index)
+                        push((len(keys) - 1, child))
+            elif isinstance(node, str):  # str subclasses
+                add_string(str(node))
+                add_node(node_id)
             elif isinstance(node, dict):
-                skip = _binary_keys(node)
-                children: list[tuple[int, Any]] = []
-                for key, child in node.items():
-                    if isinstance(child, (str, dict, list)) and isinstance(key, str) and key not in skip:
-                        parents.append(node_id)
-                        keys.append(key)
-                        children.append((len(keys) - 1, child))
-                stack.extend(reversed(children))
+                push((node_id, dict(node)))
             elif isinstance(node, list):
-                children = []
-                for index, child in enumerate(node):
-                    if isinstance(child, (str, dict, list)):
-                        parents.append(node_id)
-                        keys.append(index)
-                        children.append((len(keys) - 1, child))
-                stack.extend(reversed(children))
+                push((node_id, list(node)))
+
+    def key(self, index: int) -> str | int | None:
+        """The key or index the string sits under (the last element of its path)."""
+        node = self._nodes[index]
+        return self._keys[node] if node > 0 else (self.root[-1] if self.root else None)
 
     def path(self, index: int) -> Path:
         parts: list[str | int] = []

@@ -36,7 +36,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mcpwall.detect import rewrite
-from mcpwall.detect.rules import Severity, SeverityName
+from mcpwall.detect.rules import Rule, Severity, SeverityName
 from mcpwall.detect.scanner import Finding, Scan
 from mcpwall.detect.settings import ContentSettings, build_scanner, override_for, unknown_overrides
 from mcpwall.errors import ConfigError
@@ -62,8 +62,9 @@ class DlpSettings(ContentSettings):
                              description="Rule packs: built-in names (secrets, pii) or pack files.")
     action: Action = Field("redact", description="What to do with findings at or above min_severity.")
     min_severity: SeverityName = Field("medium", description="Findings below this are only recorded.")
-    report_severity: SeverityName = Field("low", description="Findings below this are not even recorded "
-                                                             "(unless a rule override names them).")
+    report_severity: SeverityName = Field("medium", description="Rules below this are not run at all unless an "
+                                          "override names them; low brings in emails and phone numbers, info "
+                                          "IP addresses.")
     rules: dict[str, RuleAction] = Field(default_factory=dict, description="Per-rule actions: full id "
                                          "(secret.github-pat), short id (github-pat) or category.* (pii.*).")
     requests: bool = Field(True, description="Scan client requests (arguments) before they are routed.")
@@ -80,14 +81,14 @@ class DlpGuard(Guard):
 
     def __init__(self, settings: DlpSettings, env: GuardEnv) -> None:
         super().__init__(settings, env)
-        self.scanner = build_scanner(self.name, settings, env.config_dir, categories=("secret", "pii"),
-                                     sensitive_fields=settings.sensitive_fields)
-        unknown = unknown_overrides(settings.rules, self.scanner.engine.rules, _EXTRA_IDS)
-        if unknown:
-            raise ConfigError([f"guards.dlp.rules: no rule named {key!r}" for key in unknown])
         self._min = Severity.parse(settings.min_severity)
         self._report = Severity.parse(settings.report_severity)
         self._default: Action = settings.action
+        self.scanner, rules = build_scanner(self.name, settings, env.config_dir, categories=("secret", "pii"),
+                                            sensitive_fields=settings.sensitive_fields, keep=self._reportable)
+        unknown = unknown_overrides(settings.rules, rules, _EXTRA_IDS)
+        if unknown:
+            raise ConfigError([f"guards.dlp.rules: no rule named {key!r}" for key in unknown])
 
     async def on_request(self, call: Call) -> Verdict:
         if call.direction == "server":
@@ -134,6 +135,11 @@ class DlpGuard(Guard):
             redacted = _redacted(message, scan, [f for f, a in decided if a == "redact"])
             return Mutate(redacted, reason=f"dlp: redacted {summary} in the {what}", findings=records)
         return Pass(reason=f"dlp: {what} contains {summary}", findings=records)
+
+    def _reportable(self, rule: Rule) -> bool:
+        """Rules whose findings would all be dropped are not compiled at all."""
+        override = override_for(rule.id, rule.category, self.settings.rules)
+        return override != "ignore" if override is not None else rule.severity >= self._report
 
     def _action(self, finding: Finding) -> RuleAction:
         override = override_for(finding.rule, finding.category, self.settings.rules)

@@ -73,9 +73,9 @@ class InjectionGuard(Guard):
 
     def __init__(self, settings: InjectionSettings, env: GuardEnv) -> None:
         super().__init__(settings, env)
-        self.scanner = build_scanner(self.name, settings, env.config_dir, categories=("injection",), hidden=True)
+        self.scanner, rules = build_scanner(self.name, settings, env.config_dir, categories=("injection",), hidden=True)
         hidden_ids = [f"hidden.{kind}" for kind in self.scanner.hidden]
-        unknown = unknown_overrides(settings.rules, self.scanner.engine.rules, hidden_ids)
+        unknown = unknown_overrides(settings.rules, rules, hidden_ids)
         if unknown:
             raise ConfigError([f"guards.injection.rules: no rule named {key!r}" for key in unknown])
         self._min = Severity.parse(settings.min_severity)

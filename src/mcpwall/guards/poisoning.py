@@ -70,9 +70,9 @@ class PoisoningGuard(Guard):
 
     def __init__(self, settings: PoisoningSettings, env: GuardEnv) -> None:
         super().__init__(settings, env)
-        self.scanner = build_scanner(self.name, settings, env.config_dir, categories=("poisoning",), hidden=True)
+        self.scanner, rules = build_scanner(self.name, settings, env.config_dir, categories=("poisoning",), hidden=True)
         hidden_ids = [f"hidden.{kind}" for kind in self.scanner.hidden]
-        unknown = unknown_overrides(settings.rules, self.scanner.engine.rules, hidden_ids)
+        unknown = unknown_overrides(settings.rules, rules, hidden_ids)
         if unknown:
             raise ConfigError([f"guards.poisoning.rules: no rule named {key!r}" for key in unknown])
         self._actions = {Severity.parse(k): v for k, v in _default_actions().items()}

@@ -195,11 +195,13 @@ class StdioFront:
         reply = await self.gateway.handle(call, SessionPeer(None, self.write, legacy=False))
         if "result" in reply.message:
             if self.initialized:
-                # Ending the old session cancels its in-flight tasks; this initialize is one of them
-                # and would never answer, so take it out first.
-                if self.session.in_flight.get(call.request_id) is asyncio.current_task():
-                    del self.session.in_flight[call.request_id]
+                # Ending the old session would cancel its in-flight tasks — this initialize among
+                # them, and any request read before or after it — and a cancelled task never
+                # answers, so the client would wait forever. The stdio session object lives on,
+                # so the requests keep running and answer as usual.
+                running, self.session.in_flight = self.session.in_flight, {}
                 await self.gateway.end_session(self.session.id)
+                self.session.in_flight = running
             self.session.protocol_version = reply.message["result"].get("protocolVersion", LATEST_LEGACY)
             self.session.client_capabilities = caps or {}
             self.session.client_info = info or {}

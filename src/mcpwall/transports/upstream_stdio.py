@@ -34,6 +34,7 @@ ENV_ALLOWLIST = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC
                  "SYSTEMROOT", "npm_config_cache")
 LINE_LIMIT = 64 * 1024 * 1024
 SHUTDOWN_GRACE = 2.0
+WRITE_TIMEOUT = 10.0  # longest wait for the child to take one message off its stdin
 
 
 def child_environment(extra: dict[str, str]) -> dict[str, str]:
@@ -90,8 +91,10 @@ class StdioSession(UpstreamSession):
         self._pending[rid] = future
         self.in_flight[rid] = options.sink
         try:
-            await self._write(jsonrpc.request(rid, method, params))
+            # The write is inside the timeout: a child that stops reading its stdin fills the pipe,
+            # and drain() would then wait forever.
             async with asyncio.timeout(options.timeout):
+                await self._write(jsonrpc.request(rid, method, params))
                 message = await future
         except TimeoutError:
             await self._cancel_upstream(rid, "timeout")
@@ -121,11 +124,16 @@ class StdioSession(UpstreamSession):
             raise UpstreamUnavailable(f"upstream {self.name} is not running")
         data = jsonrpc.encode(message) + b"\n"
         try:
-            async with self._write_lock:
+            # Bounded for the writes that have no request timeout around them (notifications,
+            # cancellations, answers to server requests): a child that stops reading must not
+            # hold them — and the write lock — forever.
+            async with asyncio.timeout(WRITE_TIMEOUT), self._write_lock:
                 process.stdin.write(data)
                 await process.stdin.drain()
         except (ConnectionError, RuntimeError):
             raise UpstreamUnavailable(f"upstream {self.name} closed its input") from None
+        except TimeoutError:
+            raise UpstreamTimeout(f"upstream {self.name} is not reading its input") from None
 
     async def _read_stdout(self) -> None:
         assert self.process is not None and self.process.stdout is not None
