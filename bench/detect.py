@@ -21,6 +21,7 @@ engine, single-threaded.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import statistics
@@ -52,6 +53,7 @@ class Tally:
     fn: int = 0
     fp: int = 0
     tn: int = 0
+    spans: bool = False  # span-level scoring: no negatives to count, so no false-positive rate
 
     def add(self, attack: bool, detected: bool) -> None:
         if attack:
@@ -71,6 +73,8 @@ class Tally:
 
     @property
     def fpr(self) -> float | None:
+        if self.spans:
+            return None
         return self.fp / (self.fp + self.tn) if self.fp + self.tn else None
 
 
@@ -89,7 +93,9 @@ def held_out(row_id: str) -> bool:
 def scanners(backend: str = "auto") -> dict[str, Scanner]:
     def engine(*packs: str) -> Engine:
         return Engine([rule for pack in packs for rule in load_pack(pack)], backend)  # type: ignore[arg-type]
+    dlp_default = [r for p in ("secrets", "pii") for r in load_pack(p) if r.severity >= Severity.MEDIUM]
     return {
+        "dlp (default rules)": Scanner(Engine(dlp_default, backend), sensitive_fields=True),  # type: ignore[arg-type]
         "secrets": Scanner(engine("secrets"), sensitive_fields=True),
         "pii": Scanner(engine("pii")),
         "poisoning": Scanner(engine("poisoning"), hidden=HIDDEN_DEFAULTS),
@@ -111,7 +117,7 @@ KIND_DETECTOR = {"description": "poisoning", "benign_description": "poisoning",
 
 
 def family(row: dict[str, Any]) -> str:
-    category = row["category"]
+    category = str(row["category"])
     head = category.split(":")[0]
     if head in ("bipia_text", "bipia_code", "injecagent_dh") and ":" in category:
         return f"{head}:{category.split(':')[1]}" if head != "injecagent_dh" else head
@@ -147,7 +153,7 @@ def corpus_quality(report: Report, scan: dict[str, Scanner]) -> None:
 def pii_quality(report: Report, scanner: Scanner, rows: list[dict[str, Any]]) -> None:
     """Span-level scores per entity type: a gold span is found when a finding of the matching
     rule overlaps it; a finding of a scored rule that overlaps no gold span is a false positive."""
-    per: dict[str, Tally] = defaultdict(Tally)
+    per: dict[str, Tally] = defaultdict(lambda: Tally(spans=True))
     benign = Tally()
     for row in rows:
         findings = [f for f in scanner.scan_text(row["text"]).findings if f.severity >= Severity.INFO]
@@ -200,7 +206,8 @@ def own_quality(report: Report, scan: dict[str, Scanner]) -> None:
 # -- throughput -----------------------------------------------------------------------------------
 
 def payloads() -> dict[str, Any]:
-    """Two 1 MiB tool results: one text item, and structured content of many small strings."""
+    """1 MiB tool results: one text item (with an email and a token in it), and structured content
+    of some 40 000 small strings, clean and with one token."""
     words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "the", "build",
              "server", "reports", "status", "ok", "for", "job", "4821", "at", "2024-05-01T12:00:03Z", "and", "the",
              "cache", "hit", "ratio", "stays", "at", "97", "percent"]
@@ -226,7 +233,11 @@ def payloads() -> dict[str, Any]:
         rows.append(row)
         size += len(json.dumps(row))
         i += 1
-    return {"1 MiB text": text_result, "1 MiB structured": {"content": [], "structuredContent": {"rows": rows}}}
+    dirty = [dict(row) for row in rows]
+    dirty[len(dirty) // 2]["note"] = "rotate ghp_" + "k7Qd9Lr2Xv8Zp1Nc4Ty6Mb3Hs5Wf0Ja2Ge9U today"
+    return {"1 MiB text": text_result,
+            "1 MiB structured, clean": {"content": [], "structuredContent": {"rows": rows}},
+            "1 MiB structured, one secret": {"content": [], "structuredContent": {"rows": dirty}}}
 
 
 def measure(fn: Callable[[], Any], payload_bytes: int, repeat: int) -> float:
@@ -246,14 +257,14 @@ def throughput(report: Report, quick: bool) -> None:
         report.notes.append("hyperscan is not installed: only the pure-Python engine was measured")
     for backend in backends:
         built = scanners(backend)
-        built["all rules"] = Scanner(Engine([r for p in ("secrets", "pii", "poisoning", "injection")
+        built["every rule (incl. opt-in PII)"] = Scanner(Engine([r for p in ("secrets", "pii", "poisoning", "injection")
                                              for r in load_pack(p)], backend), hidden=HIDDEN_DEFAULTS)  # type: ignore[arg-type]
         repeat = (3 if quick else 7) if backend == "hyperscan" else 1
         for name, scanner in built.items():
-            if backend == "re" and name != "all rules" and quick:
+            if backend == "re" and not name.startswith("every") and quick:
                 continue
             for payload, value in data.items():
-                mbs = measure(lambda s=scanner, v=value: s.scan(v), sizes[payload], repeat)
+                mbs = measure(functools.partial(scanner.scan, value), sizes[payload], repeat)
                 report.throughput.append((name, payload, backend, mbs))
 
 
@@ -268,7 +279,8 @@ def render(report: Report) -> str:
            "| detector | data | n attack | n benign | recall | precision | false-positive rate |",
            "|---|---|---:|---:|---:|---:|---:|"]
     for detector, group, t in report.rows:
-        out.append(f"| {detector} | {group} | {t.tp + t.fn} | {t.fp + t.tn} | {pct(t.recall)} | "
+        benign = "-" if t.spans else str(t.fp + t.tn)
+        out.append(f"| {detector} | {group} | {t.tp + t.fn} | {benign} | {pct(t.recall)} | "
                    f"{pct(t.precision)} | {pct(t.fpr)} |")
     if report.rule_hits:
         out += ["", "Rules that fired most on corpus attacks (texts can trigger several):", ""]

@@ -7,21 +7,28 @@ Streamable HTTP (JSON and SSE answers) and stdio, in the legacy and 2026-07-28 e
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench.payloads import CALL_TOOLS, LIST_TOOLS, SIZES
 from mcp import Client, StdioServerParameters
 
 REPO = Path(__file__).resolve().parents[2]
+# The upstream's fixed sizes (bench/payloads.py); spelled out so the test needs no import path.
+CALL_TOOLS, LIST_TOOLS = 24, 500
+SIZES = {"small": 200, "medium": 64 * 1024, "large": 1024 * 1024}
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture(scope="module")
 def upstream_port() -> Iterator[int]:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.upstream", "--port", "0"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "bench.upstream", "--port", "0"], cwd=REPO, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -58,7 +65,8 @@ async def test_full_catalogue_is_the_list_scenario_size(upstream_port: int) -> N
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_stdio(mode: str) -> None:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "bench.upstream", "--stdio"], cwd=str(REPO))
+    params = StdioServerParameters(command=sys.executable, args=["-m", "bench.upstream", "--stdio"], cwd=str(REPO),
+                                   env=_env())
     async with Client(params, mode=mode) as client:
         small = await client.call_tool("small", {})
         assert len(small.content[0].text) == SIZES["small"]  # type: ignore[union-attr]

@@ -120,6 +120,17 @@ def messages(draw: st.DrawFn) -> Any:
 
 
 @st.composite
+def notification(draw: st.DrawFn) -> dict[str, Any]:
+    """A well-formed client notification whose params are fuzzed (cancellations with odd ids)."""
+    method = draw(st.sampled_from(["notifications/cancelled", "notifications/cancelled", "notifications/initialized",
+                                   "notifications/roots/list_changed", "notifications/progress"]))
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if draw(st.integers(0, 5)):
+        message["params"] = draw(params_for(method))
+    return message
+
+
+@st.composite
 def legacy_request(draw: st.DrawFn) -> dict[str, Any]:
     """A plausible legacy request (the arguments may still be hostile)."""
     method = draw(st.sampled_from(["tools/call", "tools/list", "prompts/get", "resources/read", "ping",

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import mcpwall
@@ -48,6 +48,7 @@ from support.fuzz_jsonrpc import (
     legacy_request,
     messages,
     modern_request,
+    notification,
 )
 
 SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
@@ -104,9 +105,15 @@ async def _bounded(coro: Awaitable[Any], seconds: float) -> Any:
 
 
 @pytest.fixture(scope="module")
-def harness() -> Iterator[Harness]:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gateways' config folder: where the audit guard keeps its files, away from the repository."""
+    return tmp_path_factory.mktemp("http-front")
+
+
+@pytest.fixture(scope="module")
+def harness(workdir: Path) -> Iterator[Harness]:
     runner = asyncio.Runner()
-    gateway = runner.run(_start_gateway(CONFIG))
+    gateway = runner.run(_start_gateway(CONFIG, workdir))
     h = Harness(runner, gateway, HttpFront(gateway, lifespan=False))
     try:
         h.session = h.run(recover(h))
@@ -116,8 +123,8 @@ def harness() -> Iterator[Harness]:
         runner.close()
 
 
-async def _start_gateway(config: dict[str, Any]) -> Gateway:
-    gateway = Gateway(Config.model_validate(config))
+async def _start_gateway(config: dict[str, Any], workdir: Path) -> Gateway:
+    gateway = Gateway(Config.model_validate(config), config_dir=workdir)
     await gateway.start()
     return gateway
 
@@ -189,6 +196,13 @@ def _echoed(message: Any, rid: str, text: str) -> bool:
 
 header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"),
                       max_size=40)
+# The SEP-2243 form of Mcp-Name with whatever may sit between the markers: non-ASCII text,
+# invalid base64, base64 of bytes that are not UTF-8.
+encoded_words = st.one_of(
+    st.builds(lambda text: f"=?base64?{text}?=", header_text),
+    st.builds(lambda raw: "=?base64?" + base64.b64encode(raw).decode() + "?=", st.binary(max_size=12)))
+
+
 @st.composite
 def coherent_modern(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     """A valid-looking 2026-07-28 request with matching headers, then a few mutations."""
@@ -197,8 +211,8 @@ def coherent_modern(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     if body["method"] in ("tools/call", "prompts/get", "resources/read"):
         headers["mcp-name"] = draw(st.sampled_from([SAME, SAME_B64]))
     for _ in range(draw(st.integers(0, 2))):
-        key = draw(st.sampled_from(["mcp-protocol-version", "mcp-method", "mcp-name"]))
-        headers[key] = draw(st.one_of(st.none(), header_text, st.sampled_from(
+        key = draw(st.sampled_from(["mcp-protocol-version", "mcp-method", "mcp-name", "mcp-name"]))
+        headers[key] = draw(st.one_of(st.none(), header_text, encoded_words, st.sampled_from(
             ["=?base64?ZGVtb19fZWNobw==?=", "=?base64?!!!?=", "=?base64?\xe9?=", "=?base64??=",
              "=?base64?/w==?=", "2025-06-18"])))
     return body, headers
@@ -208,7 +222,7 @@ def coherent_modern(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
 def bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
     """(body bytes, header hints the body suggests)."""
     kind = draw(st.sampled_from(["message", "message", "message", "modern", "modern", "modern", "legacy", "legacy",
-                                 "legacy", "batch", "json", "raw", "cut", "huge", "utf8"]))
+                                 "legacy", "notification", "batch", "json", "raw", "cut", "huge", "utf8"]))
     hints: dict[str, Any] = {}
     if kind == "modern":
         message, hints = draw(coherent_modern())
@@ -223,6 +237,10 @@ def bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
     if kind == "batch":
         hints["mcp-session-id"] = SESSION
         return dumps(draw(st.lists(st.one_of(messages(), json_values), max_size=5))), hints
+    if kind == "notification":
+        if draw(st.integers(0, 5)):
+            hints["mcp-session-id"] = SESSION
+        return dumps(draw(notification())), hints
     if kind == "json":
         return dumps(draw(json_values)), hints
     if kind == "raw":
@@ -282,6 +300,13 @@ def http_requests(draw: st.DrawFn) -> dict[str, Any]:
     request["body"] = body
     request["headers"] = {k: v for k, v in headers.items() if v is not None}
     return request
+
+
+def _regression(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """A request the fuzzer once found (kept as an explicit example)."""
+    return {"method": "POST", "path": "/mcp", "body": body,
+            "headers": {"content-type": "application/json", "accept": "application/json, text/event-stream",
+                        **headers}}
 
 
 def _resolve(h: Harness, request: dict[str, Any]) -> tuple[str, str, bytes, dict[str, bytes]]:
@@ -411,6 +436,13 @@ async def exchange(h: Harness, c: httpx.AsyncClient, request: dict[str, Any]) ->
 @settings(max_examples=400, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(st.lists(http_requests(), min_size=1, max_size=4))
+@example([_regression(b'{"jsonrpc":"2.0","id":1,"method":"ping"}', {"mcp-session-id": SESSION, "content-length": "\xb2"}),
+          _regression(b'{"jsonrpc":"2.0","id":1,"method":"ping"}', {"content-length": "9" * 5000})])
+@example([_regression(orjson.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+    "name": "demo__echo", "arguments": {"text": "x"}, "_meta": META}}),
+    {"mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": "=?base64?\xe9?="})])
+@example([_regression(b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":{"a":1}}}',
+                      {"mcp-session-id": SESSION})])
 def test_hostile_requests_keep_the_front_sound(harness: Harness, requests: list[dict[str, Any]]) -> None:
     async def scenario() -> None:
         async with client(harness.app) as c:
@@ -498,12 +530,12 @@ async def open_stream(app: Any, method: str, headers: dict[str, str], body: byte
     return {"status": head["status"], "headers": dict(head.get("headers", [])), "first": chunk}
 
 
-def test_closed_listen_streams_release_their_in_flight_slot() -> None:
+def test_closed_listen_streams_release_their_in_flight_slot(tmp_path: Path) -> None:
     """Each closed subscriptions/listen stream must give back its limits.max_in_flight slot."""
     config = {**CONFIG, "guards": {"limits": {"max_message_bytes": MAX_BYTES, "max_in_flight": 2}}}
 
     async def scenario() -> None:
-        gateway = await _start_gateway(config)
+        gateway = await _start_gateway(config, tmp_path)
         app = HttpFront(gateway, lifespan=False)
         try:
             for rid in range(5):
@@ -541,7 +573,7 @@ def test_a_session_is_useless_to_another_principal(tmp_path: Path) -> None:
               "guards": {"limits": {"max_message_bytes": MAX_BYTES}, "auth": {"api_keys": {"store": keys_url}}}}
 
     async def scenario() -> None:
-        gateway = await _start_gateway(config)
+        gateway = await _start_gateway(config, tmp_path)
         app = HttpFront(gateway, lifespan=False)
         try:
             await _cross_principal(app, alice, bob)
@@ -580,3 +612,27 @@ async def _cross_principal(app: Any, alice: str, bob: str) -> None:
     assert mine.status_code == 200, mine.text
     assert mine.json()["id"] == 2
     assert mine.json()["result"]["content"][0]["text"] == "mine"
+
+
+# -- the deprecated HTTP+SSE transport, when enabled ------------------------------------------------
+
+
+def test_legacy_sse_stream_at_the_session_limit_is_refused_not_raised(tmp_path: Path) -> None:
+    config = {**CONFIG, "listen": {"legacy_sse": True, "max_sessions": 1}}
+
+    async def scenario() -> None:
+        gateway = await _start_gateway(config, tmp_path)
+        app = HttpFront(gateway, lifespan=False)
+        try:
+            init = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "a", "version": "1"}}})
+            assert (await _post(app, init, headers_for("initialize"))).status_code == 200  # the only session
+            async with client(app) as c:
+                refused = await c.get("/sse", headers={"accept": "text/event-stream"})
+            assert refused.status_code == 503
+            assert refused.json()["error"]["code"] == -31503
+        finally:
+            await gateway.aclose()
+
+    with asyncio.Runner() as runner:
+        runner.run(_bounded(scenario(), REQUEST_TIMEOUT * 2))

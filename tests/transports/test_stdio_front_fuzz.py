@@ -25,11 +25,12 @@ import sys
 from collections import Counter
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mcpwall.config.model import Config
@@ -37,7 +38,7 @@ from mcpwall.errors import McpwallError
 from mcpwall.gateway.core import Gateway
 from mcpwall.protocol import jsonrpc
 from mcpwall.transports.stdio_front import StdioFront
-from support.fuzz_jsonrpc import META, dumps, json_values, legacy_request, messages, modern_request
+from support.fuzz_jsonrpc import META, dumps, json_values, legacy_request, messages, modern_request, notification
 
 MAX_BYTES = 64 * 1024
 LIMITS = jsonrpc.Limits(max_bytes=MAX_BYTES)
@@ -261,7 +262,7 @@ def _no_newline(data: bytes) -> bytes:
 @st.composite
 def lines(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["garbage", "partial", "utf8", "huge", "huge_garbage", "batch", "message",
-                                 "message", "message", "legacy", "modern", "json", "blank"]))
+                                 "message", "message", "legacy", "modern", "notification", "json", "blank"]))
     if kind == "garbage":
         return _no_newline(draw(st.binary(max_size=300)))
     if kind == "partial":
@@ -282,11 +283,17 @@ def lines(draw: st.DrawFn) -> bytes:
         return _no_newline(dumps(draw(legacy_request())))
     if kind == "modern":
         return _no_newline(dumps(draw(modern_request())))
+    if kind == "notification":
+        return _no_newline(dumps(draw(notification())))
     if kind == "json":
         return _no_newline(dumps(draw(json_values)))
     if kind == "blank":
         return draw(st.sampled_from([b"", b" ", b"\t", b"\r"]))
     return _no_newline(dumps(draw(messages())))
+
+
+INITIALIZE = (b'{"jsonrpc":"2.0","id":%s,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+              b'"capabilities":{},"clientInfo":{"name":"fuzz","version":"1"}}}')
 
 
 def _listens(line: bytes) -> bool:
@@ -297,6 +304,9 @@ def _listens(line: bytes) -> bool:
 @settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(st.lists(lines().filter(lambda line: not _listens(line)), min_size=1, max_size=6))
+@example([INITIALIZE % b"1", b'{"jsonrpc":"2.0","id":"mid","method":"ping"}', INITIALIZE % b"2"])
+@example([b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":[1]}}'])
+@example([b"{" * (MAX_BYTES + 1), b"\xff\xfe", b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', b'{"jsonrpc":'])
 def test_every_bad_line_gets_one_error_and_the_front_keeps_serving(stdio_gateway: StdioGateway,
                                                                    batch: list[bytes]) -> None:
     async def scenario() -> None:
@@ -308,6 +318,12 @@ def test_every_bad_line_gets_one_error_and_the_front_keeps_serving(stdio_gateway
 
 
 # -- in-process framing regressions ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The in-process gateways' config folder (the audit guard's files), away from the repository."""
+    return tmp_path_factory.mktemp("stdio-in-process")
 
 
 class Collector:
@@ -328,8 +344,8 @@ class Collector:
             return await self.messages.get()
 
 
-async def _in_process(limit: int, scenario: Any) -> None:
-    gateway = Gateway(Config.model_validate(CONFIG))
+async def _in_process(limit: int, scenario: Any, workdir: Path) -> None:
+    gateway = Gateway(Config.model_validate(CONFIG), config_dir=workdir)  # audit files go there
     await gateway.start()
     reader = asyncio.StreamReader(limit=limit)
     out = Collector()
@@ -344,9 +360,9 @@ async def _in_process(limit: int, scenario: Any) -> None:
         await gateway.aclose()
 
 
-def run_in_process(limit: int, scenario: Any) -> None:
+def run_in_process(limit: int, scenario: Any, workdir: Path) -> None:
     with asyncio.Runner() as runner:
-        runner.run(_bounded(_in_process(limit, scenario), WAIT * 2))
+        runner.run(_bounded(_in_process(limit, scenario, workdir), WAIT * 2))
 
 
 PING = b'{"jsonrpc":"2.0","id":"after","method":"ping"}'
@@ -354,7 +370,8 @@ PING = b'{"jsonrpc":"2.0","id":"after","method":"ping"}'
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(300, 3000), st.lists(st.integers(1, 400), min_size=1, max_size=8))
-def test_an_overlong_line_is_dropped_whole_even_when_it_arrives_in_pieces(size: int, pieces: list[int]) -> None:
+def test_an_overlong_line_is_dropped_whole_even_when_it_arrives_in_pieces(workdir: Path, size: int,
+                                                                          pieces: list[int]) -> None:
     """The tail of a line over the reader's limit must not be read as a message of its own —
     here the tail is a complete request, which must never run."""
     smuggled = b'{"jsonrpc":"2.0","id":"smuggled","method":"ping"}'
@@ -373,10 +390,10 @@ def test_an_overlong_line_is_dropped_whole_even_when_it_arrives_in_pieces(size: 
         second = await out.next()
         assert second == {"jsonrpc": "2.0", "id": "after", "result": {}}, second
 
-    run_in_process(256, scenario)
+    run_in_process(256, scenario, workdir)
 
 
-def test_requests_around_a_second_initialize_are_all_answered() -> None:
+def test_requests_around_a_second_initialize_are_all_answered(tmp_path: Path) -> None:
     init = {"jsonrpc": "2.0", "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
 
@@ -400,15 +417,15 @@ def test_requests_around_a_second_initialize_are_all_answered() -> None:
         for rid in [f"{when}-{i}" for when in ("before", "after") for i in range(4)]:
             assert answers[rid]["result"]["content"][0]["text"] == rid, answers[rid]
 
-    run_in_process(1 << 20, scenario)
+    run_in_process(1 << 20, scenario, tmp_path)
 
 
 @pytest.mark.parametrize("request_id", [[1], {"a": 1}, [[]]])
-def test_a_cancellation_with_an_unhashable_id_does_not_end_the_front(request_id: Any) -> None:
+def test_a_cancellation_with_an_unhashable_id_does_not_end_the_front(request_id: Any, tmp_path: Path) -> None:
     async def scenario(reader: asyncio.StreamReader, out: Collector, front: asyncio.Task[None]) -> None:
         reader.feed_data(orjson.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
                                        "params": {"requestId": request_id}}) + b"\n" + PING + b"\n")
         assert (await out.next())["id"] == "after"
         assert not front.done()
 
-    run_in_process(1 << 20, scenario)
+    run_in_process(1 << 20, scenario, tmp_path)

@@ -38,11 +38,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mcpwall.config.model import Config
-from mcpwall.gateway.core import Gateway
+from mcpwall.gateway.core import Gateway, Listener
 from mcpwall.protocol import jsonrpc
 from mcpwall.transports.http_front import HttpFront
 from mcpwall.transports.sse import SSEParser
@@ -105,18 +105,18 @@ async def _bounded(coro: Awaitable[Any], seconds: float) -> Any:
         return await coro
 
 
-async def _start(cfg: dict[str, Any]) -> tuple[Gateway, HttpFront]:
-    gateway = Gateway(Config.model_validate(cfg))
+async def _start(cfg: dict[str, Any], workdir: Path) -> tuple[Gateway, HttpFront]:
+    gateway = Gateway(Config.model_validate(cfg), config_dir=workdir)  # audit files go there
     await gateway.start()
     return gateway, HttpFront(gateway, lifespan=False)
 
 
 @pytest.fixture(scope="module")
-def harness() -> Iterator[Harness]:
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     errors = InternalErrors()
     logging.getLogger("mcpwall").addHandler(errors)
     runner = asyncio.Runner()
-    gateway, app = runner.run(_start(config()))
+    gateway, app = runner.run(_start(config(), tmp_path_factory.mktemp("upstream-fuzz")))
     h = Harness(gateway, app, errors, runner)
     try:
         h.session = h.run(_initialize(app))
@@ -139,7 +139,8 @@ async def _initialize(app: Any) -> str:
     async with _client(app) as c:
         response = await c.post("/mcp", headers=BASE_HEADERS, json={
             "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}}})
     assert response.status_code == 200, response.text
     return response.headers["mcp-session-id"]
 
@@ -212,10 +213,12 @@ def _clean(value: Any) -> bool:
     return POISON not in json.dumps(value)
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(plan=st.lists(ACTIONS, max_size=8).filter(_clean), era=st.sampled_from(["modern", "legacy"]),
        progress=st.booleans())
+@example(plan=[{"kind": "notify", "method": "notifications/resources/updated", "params": {"uri": ["x"]}}],
+         era="legacy", progress=False)
 def test_hostile_upstream_output_never_reaches_the_client(harness: Harness, plan: list[dict[str, Any]], era: str,
                                                           progress: bool) -> None:
     harness.run(_scenario(harness, plan, era, progress))
@@ -278,14 +281,14 @@ async def _expect_replies(h: Harness, methods: list[str], era: str) -> None:
 # -- an upstream that stops reading --------------------------------------------------------------
 
 
-def test_an_upstream_that_stops_reading_times_out_instead_of_hanging() -> None:
+def test_an_upstream_that_stops_reading_times_out_instead_of_hanging(tmp_path: Path) -> None:
     async def scenario() -> None:
-        gateway, app = await _start(config(timeout=1.0, max_bytes=4 * 1024 * 1024))
+        gateway, app = await _start(config(timeout=1.0, max_bytes=4 * 1024 * 1024), tmp_path)
         h = Harness(gateway, app, InternalErrors())
         try:
             assert text_of((await call_tool(h, "hostile__stall", {}, era="modern"))[0]) == "stalled"
             # Far more than a pipe holds: the write cannot complete while the child does not read.
-            big = {"text": "x" * (1024 * 1024)}
+            big = {"text": " " * (1024 * 1024)}
             for _ in range(2):
                 answer, _, _ = await call_tool(h, "hostile__echo", big, era="modern")
                 assert answer["error"]["code"] == -31504, answer
@@ -301,12 +304,43 @@ def test_an_upstream_that_stops_reading_times_out_instead_of_hanging() -> None:
 
 
 @pytest.mark.parametrize("uri", [["demo://readme"], {"u": 1}, None, 7])
-def test_resource_updates_with_odd_uris_are_ignored(uri: Any) -> None:
+def test_resource_updates_with_odd_uris_are_ignored(uri: Any, tmp_path: Path) -> None:
     async def scenario() -> None:
-        gateway = Gateway(Config.model_validate(config()))
+        gateway = Gateway(Config.model_validate(config()), config_dir=tmp_path)
+        session = gateway.sessions.create("anonymous", "2025-11-25", {}, {})
+        session.subscriptions.add("demo://readme")
+        listener = Listener("anonymous", 1, uris={"demo://readme"})
+        gateway.listeners.add(listener)
         message = {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}}
         gateway._unsolicited("hostile", ("anonymous", "", "legacy"), message)  # must not raise
+        assert session.outbox.empty() and listener.queue.empty()
 
     with asyncio.Runner() as runner:
         runner.run(scenario())
 
+
+
+# -- per-session upstream state is released with the session ---------------------------------------
+
+
+def test_ended_front_sessions_leave_no_upstream_state_behind(tmp_path: Path) -> None:
+    cfg = config()
+    cfg["servers"]["hostile"]["session_scope"] = "session"  # one upstream process per legacy front session
+
+    async def scenario() -> None:
+        gateway, app = await _start(cfg, tmp_path)
+        h = Harness(gateway, app, InternalErrors())
+        try:
+            for i in range(3):
+                h.session = await _initialize(app)
+                assert text_of((await call_tool(h, "hostile__echo", {"text": f"s{i}"}, era="legacy"))[0]) == f"s{i}"
+                async with _client(app) as c:
+                    assert (await c.delete("/mcp", headers={"mcp-session-id": h.session})).status_code == 200
+            upstream = gateway.upstreams["hostile"]
+            assert not [key for key in upstream._sessions if key[1]], "an upstream session outlived its front session"
+            assert not [key for key in upstream._locks if key[1]], "a per-session lock outlived its front session"
+        finally:
+            await gateway.aclose()
+
+    with asyncio.Runner() as runner:
+        runner.run(_bounded(scenario(), WAIT * 2))

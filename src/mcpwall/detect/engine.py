@@ -18,7 +18,8 @@ alone and Hyperscan only narrows where ``re`` has to look:
   rule's longest match, which makes every decision it takes there identical to a full scan.
 
 Hyperscan reports end offsets and no start, and its match order carries no promise; this design
-needs neither. Normalisation (:mod:`mcpwall.detect.normalize`) happens inside the scan: the
+needs neither. Scans are synchronous and an engine holds one Hyperscan scratch space: scan from
+one thread at a time (the gateway's event loop). Normalisation (:mod:`mcpwall.detect.normalize`) happens inside the scan: the
 Hyperscan database carries one extra pattern for "characters that need normalising", so clean
 text is checked for free, and only strings that need it are normalised and scanned again.
 """
@@ -34,7 +35,7 @@ from typing import Any, Literal
 
 from mcpwall.detect.normalize import Normalized, normalize, special_ranges
 from mcpwall.detect.rules import Rule, RuleError
-from mcpwall.detect.syntax import MAX_WIDTH, pcre_class
+from mcpwall.detect.syntax import MAX_WIDTH, compile_portable, pcre_class
 from mcpwall.detect.validators import VALIDATORS, placeholder, shannon_entropy
 
 _hs: Any
@@ -93,6 +94,28 @@ class Engine:
             raise RuleError("the hyperscan backend was requested but the hyperscan package is not installed")
         self.backend: Literal["hyperscan", "re"] = "hyperscan" if backend != "re" and _hs is not None else "re"
         self._db: Any = _compile_hyperscan(self.rules) if self.backend == "hyperscan" else None
+        self._json_db: Any = _compile_json_prefilter(self.rules) if self.backend == "hyperscan" else None
+
+    def json_clean(self, data: bytes, *, keys: bool = False) -> bool:
+        """True when no string inside the serialised JSON ``data`` can hold a match.
+
+        ``data`` is the message as ``orjson.dumps`` writes it. The check runs every rule's
+        JSON-escaped rendering (a superset: word boundaries dropped, escapes allowed wherever the
+        text could hold a quote, backslash or control character) plus "needs normalising" over
+        the bytes in one pass, so a clean structured result is never walked string by string.
+        With ``keys``, a field named like a credential also counts as a possible match. Only the
+        Hyperscan backend can answer; the fallback always says no."""
+        if self._json_db is None:
+            return False
+        found: set[int] = set()
+
+        def on_match(rule_id: int, _start: int, _end: int, _flags: int, _ctx: Any) -> None:
+            found.add(rule_id)
+
+        self._json_db.scan(data, match_event_handler=on_match)
+        if keys:
+            return not found
+        return not (found - {len(self.rules) + 1})
 
     # -- scanning ------------------------------------------------------------------------
 
@@ -251,31 +274,37 @@ def _touched(starts: list[int], texts: Sequence[str], spans: list[tuple[int, int
 
 
 def _compile_hyperscan(rules: Sequence[Rule]) -> Any:
-    """One database for all rules plus the "needs normalising" class.
-
-    Patterns Hyperscan finds too large to compile exactly (wide negated classes in UTF-8 mode
-    grow quickly) are compiled in its prefilter mode, which may report extra windows but never
-    misses one; the ``re`` confirmation removes the extras, so results do not change."""
+    """One database for all rules plus the "needs normalising" class."""
     assert _hs is not None
     special = pcre_class(special_ranges())
-    expressions = [r.pattern.pcre.encode() for r in rules] + [special.encode()]
-    base = _hs.HS_FLAG_UTF8 | _hs.HS_FLAG_SINGLEMATCH
-    flags = [base for _ in expressions]  # case-insensitivity is spelled out in the rendering
+    expressions = [r.pattern.pcre for r in rules] + [special]
+    return _compile_set(expressions, [r.id for r in rules] + ["normalisation"])
+
+
+def _compile_set(expressions: list[str], names: list[str]) -> Any:
+    """Compile a prefilter database (UTF-8, one report per pattern and scan).
+
+    Patterns Hyperscan finds too large to compile exactly (wide negated classes in UTF-8 mode
+    grow quickly) are compiled in its prefilter mode, which may report extra hits but never
+    misses one; ``re`` confirms every hit, so results do not change."""
+    assert _hs is not None
+    encoded = [e.encode() for e in expressions]
+    flags = [_hs.HS_FLAG_UTF8 | _hs.HS_FLAG_SINGLEMATCH | _hs.HS_FLAG_ALLOWEMPTY for _ in encoded]
     try:
-        return _hs_database(expressions, flags)
+        return _hs_database(encoded, flags)
     except _hs.error:
         pass
-    for index, rule in enumerate(rules):
+    for index, name in enumerate(names):
         try:
-            _hs_database([expressions[index]], [flags[index]])
+            _hs_database([encoded[index]], [flags[index]])
         except _hs.error:
             flags[index] |= _hs.HS_FLAG_PREFILTER
             try:
-                _hs_database([expressions[index]], [flags[index]])
+                _hs_database([encoded[index]], [flags[index]])
             except _hs.error as exc:
-                raise RuleError(f"rule {rule.id}: the pattern engine cannot compile it ({exc})") from None
+                raise RuleError(f"rule {name}: the pattern engine cannot compile it ({exc})") from None
     try:
-        return _hs_database(expressions, flags)
+        return _hs_database(encoded, flags)
     except _hs.error as exc:
         raise RuleError(f"the pattern engine cannot compile the rule set ({exc})") from None
 
@@ -286,6 +315,22 @@ def _hs_database(expressions: list[bytes], flags: list[int]) -> Any:
     database.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
                      flags=flags)
     return database
+
+
+# Field names the scanner treats as credentials (see scanner._SENSITIVE_FIELD), as a JSON key.
+_SENSITIVE_KEY = (r'"(?:[^"\\]|\\[^\n]){0,80}(?:password|passwd|passphrase|pwd|secret|token|apikey|api_key|accesskey'
+                  r'|access_key|privatekey|private_key|clientsecret|client_secret|credentials?|authorization|cookie'
+                  r'|sessionid|session_id)"\s{0,4}:')
+# Control characters as JSON escapes, and DEL: orjson writes them escaped, so the raw class misses them.
+_JSON_SPECIAL = r"\x5cu00(?:0[0-8BbCcEeFf]|1[0-9A-Fa-f]|7[Ff])|\x5c[bf]"
+
+
+def _compile_json_prefilter(rules: Sequence[Rule]) -> Any:
+    """Rules rendered for serialised JSON, then "needs normalising", then credential-named keys."""
+    special = pcre_class(special_ranges()) + "|" + _JSON_SPECIAL
+    key = compile_portable(_SENSITIVE_KEY, ignore_case=True).pcre
+    return _compile_set([r.pattern.json_pcre for r in rules] + [special, key],
+                        [r.id for r in rules] + ["normalisation", "credential-named fields"])
 
 
 _ENGINES: dict[tuple[Any, ...], Engine] = {}

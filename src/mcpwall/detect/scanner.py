@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from mcpwall.detect import normalize as hidden_kinds
 from mcpwall.detect.engine import Engine
 from mcpwall.detect.rules import Severity
@@ -22,6 +24,9 @@ from mcpwall.detect.validators import placeholder, secret_value
 from mcpwall.detect.walker import Collected, Path, render_path
 
 SENSITIVE = frozenset({"secret", "pii"})
+# Messages with more strings than this are first checked whole, serialised (see Scanner.scan);
+# fewer, larger strings are cheaper to scan directly.
+MANY_STRINGS = 64
 EXCERPT_CONTEXT = 24
 EXCERPT_LIMIT = 160
 
@@ -94,12 +99,22 @@ class Scan:
 
 class Scanner:
     def __init__(self, engine: Engine, *, hidden: Mapping[str, Severity] | None = None,
-                 sensitive_fields: bool = False) -> None:
+                 sensitive_fields: bool = False, json_prefilter: bool = True) -> None:
         self.engine = engine
         self.hidden = dict(hidden) if hidden is not None else {}
         self.sensitive_fields = sensitive_fields
+        self.json_prefilter = json_prefilter
 
     def scan(self, value: Any, root: Path = ()) -> Scan:
+        if self.json_prefilter and self.engine.backend == "hyperscan" and _has_many_strings(value, MANY_STRINGS):
+            # Most messages are clean: one pass over the serialised bytes proves it, and walking
+            # tens of thousands of small strings in Python is the expensive part of a scan.
+            try:
+                data = orjson.dumps(value)
+            except (TypeError, orjson.JSONEncodeError):
+                data = b""
+            if data and self.engine.json_clean(data, keys=self.sensitive_fields):
+                return Scan([])
         collected = Collected(value, root)
         return self._scan(collected.strings, collected.path, collected.key)
 
@@ -152,6 +167,23 @@ class Scanner:
                     and not placeholder(value):
                 yield Finding("secret.sensitive-field", "secret", Severity.MEDIUM,
                               "Credential in a field named like one", "", 0, len(value), "", path(index), True)
+
+
+def _has_many_strings(value: Any, limit: int) -> bool:
+    """Does ``value`` hold more than ``limit`` strings? Stops counting as soon as it knows."""
+    count = 0
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            count += 1
+            if count > limit:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _drop_shadowed(findings: list[Finding]) -> list[Finding]:

@@ -43,6 +43,9 @@ _LOOSE_LOW = 32
 _WIDE_LOOSE_LIMIT = 16
 _NEGATED_CATEGORIES = frozenset({_c.CATEGORY_NOT_DIGIT, _c.CATEGORY_NOT_SPACE, _c.CATEGORY_NOT_WORD})
 
+# Characters JSON text never carries raw inside a string, and their escapes.
+_JSON_ESCAPED = (*range(0x20), 0x22, 0x5C)
+
 _DIGIT = ((0x30, 0x39),)
 _SPACE = ((0x09, 0x0D), (0x20, 0x20))
 _WORD = ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A))
@@ -66,6 +69,11 @@ class Portable:
     min_width: int
     max_width: int
     group_names: tuple[str, ...]
+    json_pcre: str = ""
+
+    """``json_pcre`` matches (a superset of) the same text after JSON string escaping, with word
+    boundaries dropped: run over a serialised message it says whether any string in it could
+    match, without walking the message."""
 
 
 def compile_portable(source: str, *, ignore_case: bool = False) -> Portable:
@@ -89,36 +97,43 @@ def compile_portable(source: str, *, ignore_case: bool = False) -> Portable:
     if high > MAX_WIDTH:
         raise PatternError(f"the longest match would exceed {MAX_WIDTH} characters; bound every repetition")
     names = tuple(sorted(compiled.groupindex, key=compiled.groupindex.__getitem__))
-    return Portable(source, compiled, pcre, ignore_case, low, high, names)
+    json_pcre = _render(list(tree.data), ignore_case, json=True)
+    return Portable(source, compiled, pcre, ignore_case, low, high, names, json_pcre)
 
 
-def _render(items: list[tuple[Any, Any]], fold: bool) -> str:
-    return "".join(_render_item(op, arg, fold) for op, arg in items)
+def _render(items: list[tuple[Any, Any]], fold: bool, json: bool = False) -> str:
+    return "".join(_render_item(op, arg, fold, json) for op, arg in items)
 
 
-def _render_item(op: Any, arg: Any, fold: bool) -> str:
+def _render_item(op: Any, arg: Any, fold: bool, json: bool) -> str:
     # Case-insensitivity is spelled out ([Kk]) instead of using Hyperscan's caseless flag: the
     # result is the same under ASCII folding and compiles some thirty times faster.
     if op is _c.LITERAL:
-        return _render_class([(op, arg)], fold) if fold and chr(arg).isalpha() and arg < 0x80 else _char(arg)
+        if fold and chr(arg).isalpha() and arg < 0x80:
+            return _render_class([(op, arg)], fold, json)
+        return _json_alternatives(_char(arg), [arg]) if json and arg in _JSON_ESCAPED else _char(arg)
     if op is _c.NOT_LITERAL:
-        return _render_class([(_c.NEGATE, None), (_c.LITERAL, arg)], fold)
+        return _render_class([(_c.NEGATE, None), (_c.LITERAL, arg)], fold, json)
     if op is _c.ANY:
-        return "[^\\n]"
+        return _json_alternatives("[^\\n]", [c for c in _JSON_ESCAPED if c != 0x0A]) if json else "[^\\n]"
     if op is _c.IN:
-        return _render_class(arg, fold)
+        return _render_class(arg, fold, json)
     if op is _c.BRANCH:
-        return "(?:" + "|".join(_render(list(alt), fold) for alt in arg[1]) + ")"
+        return "(?:" + "|".join(_render(list(alt), fold, json) for alt in arg[1]) + ")"
     if op is _c.SUBPATTERN:
         _group, add_flags, del_flags, body = arg
         if add_flags or del_flags:
             raise PatternError("inline flags are not supported; use the rule's ignore_case setting")
-        return "(?:" + _render(list(body), fold) + ")"
+        return "(?:" + _render(list(body), fold, json) + ")"
     if op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
         low, high, body = arg
         if high is _c.MAXREPEAT or high >= _c.MAXREPEAT:
             raise PatternError("unbounded repetition (*, + or {n,}); give every repetition an upper bound")
-        inner = "(?:" + _render(list(body), fold) + ")"
+        inner = "(?:" + _render(list(body), fold, json) + ")"
+        if json and high > 1 and "\\x5c" in inner:
+            # Counted repetitions of escape alternatives are what makes the JSON rendering slow to
+            # compile; an open repetition is a superset and costs nothing.
+            return f"{inner}{{{min(low, _LOOSE_LOW)},}}"
         if high > _LOOSE_LIMIT or high - low > _LOOSE_SPAN or (high > _WIDE_LOOSE_LIMIT and _is_wide(list(body))):
             # Exact large bounds over classes that span all of Unicode explode Hyperscan's
             # automata (minutes to compile). An open repetition with a small lower bound matches
@@ -126,13 +141,15 @@ def _render_item(op: Any, arg: Any, fold: bool) -> str:
             return f"{inner}{{{min(low, _LOOSE_LOW)},}}"
         return inner + (f"{{{low}}}" if low == high else f"{{{low},{high}}}")
     if op is _c.AT:
+        if json and arg in (_c.AT_BOUNDARY, _c.AT_NON_BOUNDARY):
+            return ""  # an escape like \\n puts a word character where the text had none
         if arg is _c.AT_BOUNDARY:
             return "\\b"
         if arg is _c.AT_NON_BOUNDARY:
             return "\\B"
         raise PatternError("anchors (^, $, \\A, \\Z) are not supported; use \\b")
     if op is _c.CATEGORY:
-        return _render_class([(op, arg)], fold)
+        return _render_class([(op, arg)], fold, json)
     if op in (_c.ASSERT, _c.ASSERT_NOT):
         raise PatternError("look-around assertions are not supported")
     if op in (_c.GROUPREF, _c.GROUPREF_EXISTS):
@@ -164,7 +181,7 @@ def _item_is_wide(op: Any, arg: Any) -> bool:
     return False
 
 
-def _render_class(items: list[tuple[Any, Any]], fold: bool = False) -> str:
+def _render_class(items: list[tuple[Any, Any]], fold: bool = False, json: bool = False) -> str:
     negate = False
     ranges: list[tuple[int, int]] = []
     for op, arg in items:
@@ -180,7 +197,23 @@ def _render_class(items: list[tuple[Any, Any]], fold: bool = False) -> str:
             raise PatternError(f"unsupported class member {op}")
     if fold:
         ranges.extend(_other_case(ranges))
-    return pcre_class(ranges, negate=negate)
+    klass = pcre_class(ranges, negate=negate)
+    if not json:
+        return klass
+    escaped = [c for c in _JSON_ESCAPED if any(lo <= c <= hi for lo, hi in ranges) != negate]
+    return _json_alternatives(klass, escaped) if escaped else klass
+
+
+def _json_alternatives(raw: str, codes: list[int]) -> str:
+    """``raw`` or a JSON escape that may stand for one of ``codes`` (a small superset)."""
+    options = [raw]
+    if any(code < 0x20 for code in codes):
+        options += ["\\x5c[bfnrt]", "\\x5cu00[01][0-9A-Fa-f]"]
+    if 0x22 in codes:
+        options.append("\\x5c\\x22")
+    if 0x5C in codes:
+        options.append("\\x5c\\x5c")
+    return "(?:" + "|".join(options) + ")"
 
 
 def _other_case(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

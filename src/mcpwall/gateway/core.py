@@ -615,6 +615,8 @@ class Gateway:
                     _offer(listener, _tag(clean, listener))
         elif method == "notifications/resources/updated":
             uri = params.get("uri") if params else None
+            if not isinstance(uri, str):
+                return  # upstream-controlled: a list or object here would make the set lookups raise
             for session in self.sessions.all():
                 if uri in session.subscriptions:
                     session.push(message)

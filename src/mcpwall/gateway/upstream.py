@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 
 from mcpwall.admin import metrics
 from mcpwall.config.model import ServerConfig
@@ -30,7 +30,7 @@ from mcpwall.gateway.events import EventBus
 from mcpwall.protocol import jsonrpc
 from mcpwall.protocol.versions import Era
 from mcpwall.transports.upstream_base import Handshake, RequestOptions, Sink, UpstreamSession
-from mcpwall.transports.upstream_http import HttpSession
+from mcpwall.transports.upstream_http import HttpSession, make_client
 from mcpwall.transports.upstream_sse import SseSession
 from mcpwall.transports.upstream_stdio import StdioSession
 
@@ -115,7 +115,7 @@ class Upstream:
         self.ready = False
         self._sessions: dict[SessionKey, _Entry] = {}
         self._locks: dict[SessionKey, asyncio.Lock] = {}
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._backoff = 0.0
         self._not_before = 0.0
         self.restarts = 0
@@ -130,10 +130,7 @@ class Upstream:
     async def start(self) -> None:
         """Detect the era and learn capabilities. Failure leaves the upstream down, not the gateway."""
         if self.config.transport != "stdio":
-            self._http = httpx.AsyncClient(
-                headers=self.config.headers, follow_redirects=False,
-                timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+            self._http = make_client(self.config.headers, self.config.connect_timeout)
         try:
             await self._probe()
             self.ready = True
@@ -173,7 +170,7 @@ class Upstream:
         self._sessions.clear()
         await asyncio.gather(*(e.session.aclose() for e in entries), return_exceptions=True)
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -279,6 +276,8 @@ class Upstream:
             entry = self._sessions.pop(key)
             with contextlib.suppress(Exception):
                 await entry.session.aclose()
+        for key in [k for k in self._locks if k[1] == front_session]:
+            del self._locks[key]  # one lock per front session ever seen would otherwise pile up
 
     def front_sessions_of(self, key: SessionKey) -> str:
         return key[1]

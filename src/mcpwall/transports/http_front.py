@@ -493,7 +493,10 @@ class HttpFront:
         """GET /sse: open a session; everything for it, answers included, flows on this stream."""
         headers = _headers(scope)
         call = await self._base_call(scope, headers, {"jsonrpc": "2.0", "method": "http/sse"}, b"")
-        session = self.gateway.sessions.create(call.principal.id, "2024-11-05", {}, {})
+        try:
+            session = self.gateway.sessions.create(call.principal.id, "2024-11-05", {}, {})
+        except McpwallError as exc:  # at max_sessions: refuse like initialize does, never raise out of the app
+            raise HttpError(503, exc.message, code=exc.code) from None
         session.stream_open = True
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         endpoint = f"{MESSAGES_PATH}?session_id={session.id}".encode()

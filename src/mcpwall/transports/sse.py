@@ -25,7 +25,8 @@ class SSEParser:
 
     def __init__(self, max_event_bytes: int = 8 * 1024 * 1024) -> None:
         self.max_event_bytes = max_event_bytes
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes at the head of the buffer known to hold no line end
         self._data: list[str] = []
         self._data_bytes = 0
         self._event = ""
@@ -34,20 +35,40 @@ class SSEParser:
         self.last_event_id: str | None = None
 
     def feed(self, chunk: bytes) -> list[Event]:
-        self._buffer += chunk
+        # Lines are cut by offset, the consumed head is dropped once per call, and every byte is
+        # searched for a line end only once (across calls too). Re-slicing the buffer per line,
+        # as this once did, made a chunk of many short lines cost quadratic time: a hostile
+        # upstream could stall the event loop for seconds with a megabyte of newlines.
+        buffer = self._buffer
+        buffer += chunk
         events: list[Event] = []
+        start = 0
+        scan = self._scanned
+        cr = lf = -2  # next CR / LF at or after ``scan``; -2: not searched yet, -1: none left
         while True:
-            cut = _line_end(self._buffer)
-            if cut is None:
-                if len(self._buffer) > self.max_event_bytes:
-                    raise ProtocolError("event stream line exceeds the size limit")
-                return events
-            end, skip = cut
-            line = self._buffer[:end]
-            self._buffer = self._buffer[end + skip:]
-            event = self._line(line.decode("utf-8", errors="replace"))
+            if cr != -1 and cr < scan:
+                cr = buffer.find(b"\r", scan)
+            if lf != -1 and lf < scan:
+                lf = buffer.find(b"\n", scan)
+            if cr == -1 and lf == -1:
+                scan = len(buffer)
+                break
+            if cr != -1 and (lf == -1 or cr < lf):
+                if cr + 1 == len(buffer):
+                    scan = cr  # a CR at the end may be the first half of CRLF; wait for more
+                    break
+                end, skip = cr, (2 if buffer[cr + 1] == 0x0A else 1)
+            else:
+                end, skip = lf, 1
+            event = self._line(buffer[start:end].decode("utf-8", errors="replace"))
+            start = scan = end + skip
             if event is not None:
                 events.append(event)
+        del buffer[:start]
+        self._scanned = scan - start
+        if len(buffer) > self.max_event_bytes:
+            raise ProtocolError("event stream line exceeds the size limit")
+        return events
 
     def _line(self, line: str) -> Event | None:
         if line == "":
@@ -80,19 +101,6 @@ class SSEParser:
         event = Event("\n".join(self._data), self._event or "message", self._id, self._retry)
         self._data, self._data_bytes, self._event, self._id, self._retry = [], 0, "", None, None
         return event
-
-
-def _line_end(buffer: bytes) -> tuple[int, int] | None:
-    """Position of the first line terminator and its length (CRLF counts as one)."""
-    cr = buffer.find(b"\r")
-    lf = buffer.find(b"\n")
-    if cr == -1 and lf == -1:
-        return None
-    if cr != -1 and (lf == -1 or cr < lf):
-        if cr + 1 == len(buffer):
-            return None  # a CR at the end may be the first half of CRLF; wait for more
-        return (cr, 2) if buffer[cr + 1:cr + 2] == b"\n" else (cr, 1)
-    return lf, 1
 
 
 def encode_event(data: bytes, *, event: str | None = "message", event_id: str | None = None) -> bytes:

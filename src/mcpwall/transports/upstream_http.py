@@ -1,7 +1,8 @@
 """An upstream MCP server reached over Streamable HTTP, in either era.
 
-Requests go out on a pooled keep-alive client that carries only the gateway's own upstream
-credentials (``servers.<name>.headers``) — never anything the MCP client sent. Responses may be
+Requests go out on a pooled keep-alive aiohttp client (chosen by measurement over httpx, see
+docs/performance.md) that carries only the gateway's own upstream credentials
+(``servers.<name>.headers``) — never anything the MCP client sent. Responses may be
 one JSON object or an SSE stream that carries progress, logs and (legacy) server→client
 requests before the final response; those are routed to the originating call's sink, and
 answers to server requests are POSTed back on the same session.
@@ -15,7 +16,7 @@ import contextlib
 import logging
 from typing import Any
 
-import httpx
+import aiohttp
 
 from mcpwall.errors import ProtocolError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from mcpwall.protocol import jsonrpc
@@ -34,6 +35,33 @@ from mcpwall.transports.upstream_base import (
 log = logging.getLogger("mcpwall.upstream.http")
 
 ACCEPT = "application/json, text/event-stream"
+# Long-lived event streams: no overall deadline, but a connection must be made in time.
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=None)
+
+
+def make_client(headers: dict[str, str], connect_timeout: float, max_connections: int = 256) -> aiohttp.ClientSession:
+    """The pooled client of one upstream: its own credentials, no cookies, no redirects followed,
+    no compression asked for (bodies are counted against the size limit as they arrive)."""
+    return aiohttp.ClientSession(
+        headers=headers,
+        connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections, keepalive_timeout=60),
+        timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("Accept-Encoding", "User-Agent"),
+        auto_decompress=False,
+    )
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int, name: str) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes without buffering past it."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamUnavailable(f"upstream {name} sent a response over the size limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def header_value(value: str) -> str:
@@ -44,7 +72,7 @@ def header_value(value: str) -> str:
 
 
 class HttpSession(UpstreamSession):
-    def __init__(self, name: str, era: Era, url: str, client: httpx.AsyncClient, *, limits: jsonrpc.Limits,
+    def __init__(self, name: str, era: Era, url: str, client: aiohttp.ClientSession, *, limits: jsonrpc.Limits,
                  legacy_capabilities: dict[str, Any], on_unsolicited: UnsolicitedHandler | None = None) -> None:
         super().__init__(name, era, on_unsolicited=on_unsolicited)
         self.url = url
@@ -107,32 +135,21 @@ class HttpSession(UpstreamSession):
     async def _exchange(self, rid: int, method: str, body: bytes, headers: dict[str, str],
                         sink: Sink | None) -> dict[str, Any]:
         try:
-            async with self.client.stream("POST", self.url, content=body, headers=headers) as response:
+            async with self.client.post(self.url, data=body, headers=headers, allow_redirects=False) as response:
                 if method == "initialize":
                     self.session_id = response.headers.get("mcp-session-id")
                 ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if response.status_code == 404 and self.era == "legacy" and self.session_id:
+                if response.status == 404 and self.era == "legacy" and self.session_id:
                     self.closed = True
                     raise UpstreamUnavailable(f"upstream {self.name} ended the session")
-                if ctype == "text/event-stream" and response.status_code < 300:
+                if ctype == "text/event-stream" and response.status < 300:
                     return await self._read_stream(rid, response, sink)
-                data = await self._read_body(response)
-                if response.status_code >= 500:
-                    raise UpstreamUnavailable(f"upstream {self.name} answered HTTP {response.status_code}")
-                message = self._final(rid, data, response.status_code)
-        except httpx.TransportError as exc:
+                data = await read_limited(response, self.limits.max_bytes, self.name)
+                if response.status >= 500:
+                    raise UpstreamUnavailable(f"upstream {self.name} answered HTTP {response.status}")
+                return self._final(rid, data, response.status)
+        except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"upstream {self.name} is unreachable ({type(exc).__name__})") from None
-        return message
-
-    async def _read_body(self, response: httpx.Response) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self.limits.max_bytes:
-                raise UpstreamUnavailable(f"upstream {self.name} sent a response over the size limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _final(self, rid: int, data: bytes, status: int) -> dict[str, Any]:
         try:
@@ -146,9 +163,9 @@ class HttpSession(UpstreamSession):
         result: dict[str, Any] = message["result"]
         return result
 
-    async def _read_stream(self, rid: int, response: httpx.Response, sink: Sink | None) -> dict[str, Any]:
+    async def _read_stream(self, rid: int, response: aiohttp.ClientResponse, sink: Sink | None) -> dict[str, Any]:
         parser = SSEParser(max_event_bytes=self.limits.max_bytes)
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.content.iter_any():
             for event in parser.feed(chunk):
                 if event.event != "message" or not event.data.strip():
                     continue
@@ -177,11 +194,14 @@ class HttpSession(UpstreamSession):
     async def _post(self, message: dict[str, Any]) -> None:
         headers = self._headers(message.get("method"), message.get("params"), {})
         try:
-            response = await self.client.post(self.url, content=jsonrpc.encode(message), headers=headers)
-        except httpx.TransportError as exc:
+            async with self.client.post(self.url, data=jsonrpc.encode(message), headers=headers,
+                                        allow_redirects=False) as response:
+                await response.read()
+                status = response.status
+        except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"upstream {self.name} is unreachable ({type(exc).__name__})") from None
-        if response.status_code >= 400:
-            log.warning("upstream %s refused a message with HTTP %s", self.name, response.status_code)
+        if status >= 400:
+            log.warning("upstream %s refused a message with HTTP %s", self.name, status)
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self._post(jsonrpc.notification(method, params))
@@ -200,15 +220,15 @@ class HttpSession(UpstreamSession):
         if self.handshake.protocol_version:
             headers["mcp-protocol-version"] = self.handshake.protocol_version
         try:
-            async with self.client.stream("GET", self.url, headers=headers,
-                                          timeout=httpx.Timeout(None, connect=10.0)) as response:
-                if response.status_code != 200:
+            async with self.client.get(self.url, headers=headers, allow_redirects=False,
+                                       timeout=STREAM_TIMEOUT) as response:
+                if response.status != 200:
                     return
                 parser = SSEParser(max_event_bytes=self.limits.max_bytes)
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.content.iter_any():
                     for event in parser.feed(chunk):
                         await self._on_stream_event(event.data)
-        except (httpx.HTTPError, ProtocolError) as exc:
+        except (aiohttp.ClientError, ProtocolError) as exc:
             log.debug("upstream %s: GET stream ended: %s", self.name, exc)
 
     async def _on_stream_event(self, data: str) -> None:
@@ -235,5 +255,6 @@ class HttpSession(UpstreamSession):
             self._listener = None
         if self.era == "legacy" and self.session_id:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(2.0):
-                    await self.client.delete(self.url, headers={"mcp-session-id": self.session_id})
+                async with asyncio.timeout(2.0), self.client.delete(
+                        self.url, headers={"mcp-session-id": self.session_id}) as response:
+                    await response.read()

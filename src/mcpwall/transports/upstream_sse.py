@@ -13,7 +13,7 @@ import logging
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import aiohttp
 
 from mcpwall.errors import ProtocolError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from mcpwall.protocol import jsonrpc
@@ -25,12 +25,13 @@ from mcpwall.transports.upstream_base import (
     initialize_params,
     parse_initialize,
 )
+from mcpwall.transports.upstream_http import STREAM_TIMEOUT
 
 log = logging.getLogger("mcpwall.upstream.sse")
 
 
 class SseSession(UpstreamSession):
-    def __init__(self, name: str, url: str, client: httpx.AsyncClient, *, limits: jsonrpc.Limits,
+    def __init__(self, name: str, url: str, client: aiohttp.ClientSession, *, limits: jsonrpc.Limits,
                  legacy_capabilities: dict[str, Any], on_unsolicited: UnsolicitedHandler | None = None) -> None:
         super().__init__(name, "legacy", on_unsolicited=on_unsolicited)
         self.url = url
@@ -68,19 +69,19 @@ class SseSession(UpstreamSession):
 
     async def _read(self) -> None:
         try:
-            async with self.client.stream("GET", self.url, headers={"accept": "text/event-stream"},
-                                          timeout=httpx.Timeout(None, connect=10.0)) as response:
-                if response.status_code != 200:
-                    log.error("upstream %s: event stream answered HTTP %s", self.name, response.status_code)
+            async with self.client.get(self.url, headers={"accept": "text/event-stream"}, allow_redirects=False,
+                                       timeout=STREAM_TIMEOUT) as response:
+                if response.status != 200:
+                    log.error("upstream %s: event stream answered HTTP %s", self.name, response.status)
                     return
                 parser = SSEParser(max_event_bytes=self.limits.max_bytes)
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.content.iter_any():
                     for event in parser.feed(chunk):
                         if event.event == "endpoint" and self.endpoint is None:
                             self._accept_endpoint(event.data)
                         elif event.event == "message":
                             await self._on_message(event.data)
-        except (httpx.HTTPError, ProtocolError) as exc:
+        except (aiohttp.ClientError, ProtocolError) as exc:
             log.warning("upstream %s: event stream failed: %s", self.name, exc)
         finally:
             self.closed = True
@@ -114,12 +115,14 @@ class SseSession(UpstreamSession):
         if self.endpoint is None or self.closed:
             raise UpstreamUnavailable(f"upstream {self.name} is not connected")
         try:
-            response = await self.client.post(self.endpoint, content=jsonrpc.encode(message),
-                                              headers={"content-type": "application/json"})
-        except httpx.TransportError as exc:
+            async with self.client.post(self.endpoint, data=jsonrpc.encode(message), allow_redirects=False,
+                                        headers={"content-type": "application/json"}) as response:
+                await response.read()
+                status = response.status
+        except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"upstream {self.name} is unreachable ({type(exc).__name__})") from None
-        if response.status_code >= 400:
-            raise UpstreamUnavailable(f"upstream {self.name} refused a message (HTTP {response.status_code})")
+        if status >= 400:
+            raise UpstreamUnavailable(f"upstream {self.name} refused a message (HTTP {status})")
 
     async def request(self, method: str, params: dict[str, Any] | None, options: RequestOptions) -> dict[str, Any]:
         params, token = self.prepare_params(params, options)
