@@ -436,7 +436,8 @@ async def exchange(h: Harness, c: httpx.AsyncClient, request: dict[str, Any]) ->
 @settings(max_examples=400, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 @given(st.lists(http_requests(), min_size=1, max_size=4))
-@example([_regression(b'{"jsonrpc":"2.0","id":1,"method":"ping"}', {"mcp-session-id": SESSION, "content-length": "\xb2"}),
+@example([_regression(b'{"jsonrpc":"2.0","id":1,"method":"ping"}', {"mcp-session-id": SESSION,
+                                                                    "content-length": "\xb2"}),
           _regression(b'{"jsonrpc":"2.0","id":1,"method":"ping"}', {"content-length": "9" * 5000})])
 @example([_regression(orjson.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
     "name": "demo__echo", "arguments": {"text": "x"}, "_meta": META}}),

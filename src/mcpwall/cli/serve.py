@@ -98,7 +98,10 @@ async def run_http(config: Config, config_dir: Path, config_path: Path | None = 
     server_kwargs: dict[str, Any] = {"http": http, **_tls_kwargs(config, config_dir, http)}
     uv_config = uvicorn.Config(app, host=config.listen.host, port=config.listen.port, lifespan="on",
                                log_level="warning", access_log=False, server_header=False, date_header=True,
-                               log_config=None, loop="uvloop" if _has("uvloop") else "asyncio", **server_kwargs)
+                               log_config=None, loop="uvloop" if _has("uvloop") else "asyncio",
+                               # X-Forwarded-* must not let a local client choose the source address
+                               # the audit trail records.
+                               proxy_headers=False, **server_kwargs)
     server = uvicorn.Server(uv_config)
     _on_sighup(gateway, config_path)
     admin = _admin_server(gateway, config)
@@ -149,7 +152,8 @@ def _admin_server(gateway: Gateway, config: Config) -> Any:
 
     app = create_admin_app(gateway)
     return _AdminServer(uvicorn.Config(app, host=config.admin.host, port=config.admin.port, lifespan="off",
-                                       log_level="warning", access_log=False, server_header=False, log_config=None))
+                                       log_level="warning", access_log=False, server_header=False, log_config=None,
+                                       proxy_headers=False))
 
 
 def _has(module: str) -> bool:
