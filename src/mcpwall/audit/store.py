@@ -1,12 +1,13 @@
 """The audit store interface and the SQL both backends share.
 
 One table of records (the chain), one of signed checkpoints, a one-row *head* (chain id, last
-sequence number and hash, latest signed checkpoint, how far the chain was pruned) and a set of
+sequence number and hash, latest signed head, how far the chain was pruned) and a set of
 "seen" keys the alert rules use for first-time detection. :meth:`AuditStore.append` links a
-batch onto the head, writes it, moves the head and (when due) stores a checkpoint in **one
-transaction**: a crash at any instant leaves either the whole batch or none of it, so the stored
-chain always verifies. The head row is locked for the transaction, so several writers (gateway
-replicas sharing PostgreSQL, or a CLI prune next to a running gateway) serialise safely.
+batch onto the head, writes it, moves the head and (when asked, or when a checkpoint is due)
+signs the head and stores a checkpoint in **one transaction**: a crash at any instant leaves
+either the whole batch or none of it, so the stored chain always verifies. The head row is
+locked for the transaction, so several writers (gateway replicas sharing PostgreSQL, or a CLI
+prune next to a running gateway) serialise safely.
 
 Stores are synchronous and used from one thread at a time (the audit writer's thread, or the
 CLI). Backends: :mod:`mcpwall.audit.sqlite` and :mod:`mcpwall.audit.postgres`.
@@ -41,6 +42,12 @@ class Head:
     checkpoint: Checkpoint | None = None
     pruned_through: int = 0
     last_checkpoint_seq: int = 0
+    fresh: bool = False  # ``checkpoint`` was signed by the append that returned this head
+
+    @property
+    def unsigned(self) -> int:
+        """How many records at the end of the chain no signed head covers yet."""
+        return self.seq - (self.checkpoint.seq if self.checkpoint is not None else 0)
 
 
 @dataclass(slots=True)
@@ -75,6 +82,7 @@ class AuditStore(ABC):
         self.t_checkpoints = f"{prefix}audit_checkpoints"
         self.t_head = f"{prefix}audit_head"
         self.t_seen = f"{prefix}audit_seen"
+        self._head_cp: tuple[str, Checkpoint] | None = None
 
     # -- backend hooks -------------------------------------------------------------------------
 
@@ -210,19 +218,23 @@ class AuditStore(ABC):
     # -- the one write path --------------------------------------------------------------------
 
     def append(self, records: list[dict[str, Any]], signer: Signer, *, checkpoint: bool = False,
-               checkpoint_every: int = 0, prune_through: int | None = None,
+               checkpoint_every: int = 0, sign: bool = True, prune_through: int | None = None,
                seen: Iterable[str] = ()) -> tuple[Head, list[Sealed]]:
-        """Link ``records`` onto the chain and write them, the new head and (when ``checkpoint``,
-        or when ``checkpoint_every`` records have passed since the last one) a stored checkpoint,
-        atomically. With ``prune_through``, records up to that checkpoint are deleted in the same
-        transaction (the caller passes a record announcing the prune)."""
+        """Link ``records`` onto the chain and write them and the new head atomically.
+
+        With ``sign`` the head is signed (the signature goes into the head row; the caller
+        copies it to the head file). A *stored* checkpoint is added when ``checkpoint`` is set
+        or ``checkpoint_every`` records have passed since the last one; storing one always signs.
+        Without a signature the head row's ``seq``/``hash`` move on and its signature stays the
+        previous one. With ``prune_through``, records up to that checkpoint are deleted in the
+        same transaction (the caller passes a record announcing the prune)."""
         self._begin_write()
         try:
-            rows = self._exec(self._q(f"SELECT chain, seq, hash, pruned_through, last_cp_seq FROM {self.t_head} "
-                                      f"WHERE id = 1{self._lock_suffix()}"))
+            rows = self._exec(self._q(f"SELECT chain, seq, hash, pruned_through, last_cp_seq, checkpoint "
+                                      f"FROM {self.t_head} WHERE id = 1{self._lock_suffix()}"))
             if not rows:
                 raise StoreError("the audit store has no chain; open it with create=True")
-            chain, seq, prev, pruned, last_cp = rows[0]
+            chain, seq, prev, pruned, last_cp, current = rows[0]
             seq, pruned, last_cp = int(seq), int(pruned), int(last_cp)
             sealed = link(records, seq, prev)
             if sealed:
@@ -232,9 +244,11 @@ class AuditStore(ABC):
                     [(s.seq, s.hash, s.body.decode(), *(s.columns[c] for c in COLUMNS)) for s in sealed])
                 seq, prev = sealed[-1].seq, sealed[-1].hash
             now = timestamp()
-            signed = signer.checkpoint(chain, seq, prev, now)
-            due = checkpoint or (checkpoint_every > 0 and seq - last_cp >= checkpoint_every)
-            if due and seq > last_cp:
+            due = (checkpoint or (checkpoint_every > 0 and seq - last_cp >= checkpoint_every)) and seq > last_cp
+            signed: Checkpoint | None = None
+            if sign or due:
+                signed = signer.checkpoint(chain, seq, prev, now)
+            if due and signed is not None:
                 self._exec(self._q(f"INSERT INTO {self.t_checkpoints} (seq, ts, body) VALUES (?, ?, ?) "
                                    "ON CONFLICT (seq) DO NOTHING"), (seq, now, signed.to_json().decode()))
                 last_cp = seq
@@ -242,9 +256,13 @@ class AuditStore(ABC):
                 self._exec(self._q(f"DELETE FROM {self.t_records} WHERE seq <= ?"), (prune_through,))
                 self._exec(self._q(f"DELETE FROM {self.t_checkpoints} WHERE seq < ?"), (prune_through,))
                 pruned = prune_through
-            self._exec(self._q(f"UPDATE {self.t_head} SET seq = ?, hash = ?, checkpoint = ?, pruned_through = ?, "
-                               "last_cp_seq = ? WHERE id = 1"),
-                       (seq, prev, signed.to_json().decode(), pruned, last_cp))
+            if signed is not None:
+                self._exec(self._q(f"UPDATE {self.t_head} SET seq = ?, hash = ?, checkpoint = ?, "
+                                   "pruned_through = ?, last_cp_seq = ? WHERE id = 1"),
+                           (seq, prev, signed.to_json().decode(), pruned, last_cp))
+            else:
+                self._exec(self._q(f"UPDATE {self.t_head} SET seq = ?, hash = ?, pruned_through = ?, "
+                                   "last_cp_seq = ? WHERE id = 1"), (seq, prev, pruned, last_cp))
             keys = sorted(set(seen))
             if keys:
                 self._exec_many(self._q(f"INSERT INTO {self.t_seen} (key, ts) VALUES (?, ?) "
@@ -253,7 +271,20 @@ class AuditStore(ABC):
         except Exception:
             self._rollback()
             raise
-        return Head(chain, seq, prev, signed, pruned, last_cp), sealed
+        head_cp = signed if signed is not None else self._parsed_checkpoint(current)
+        return Head(chain, seq, prev, head_cp, pruned, last_cp, fresh=signed is not None), sealed
+
+    def _parsed_checkpoint(self, body: str | bytes | None) -> Checkpoint | None:
+        """The head row's signature, parsed once per distinct value (unsigned batches reuse it)."""
+        if not body:
+            return None
+        text = body if isinstance(body, str) else bytes(body).decode()
+        cached = self._head_cp
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        cp = Checkpoint.from_json(text)
+        self._head_cp = (text, cp)
+        return cp
 
     def _lock_suffix(self) -> str:
         return ""

@@ -11,10 +11,16 @@ What each tampering looks like, and the kind :func:`verify` names for it:
   without a signed anchor and an in-chain prune record that account for them.
 * ``reordered`` — a record stored at another record's place (its own ``seq`` differs from the
   position it is stored under), or a record that appears after a later one.
-* ``truncated`` — records missing from the end: a signed checkpoint, the signed head, or the
-  head file kept outside the store says the chain went further.
+* ``truncated`` — records missing from the end: a signed checkpoint, the signed head, the head
+  file kept outside the store, or the head row says the chain went further.
 * ``signature`` — a checkpoint or head whose signature does not verify against the trusted keys,
-  or records appended after the last signed head.
+  or records appended after the head row.
+
+The writer signs the head at most every ``head_interval``, not per batch, so the records between
+the last signed head and the head row — the *unsigned tail* — are normal (a gateway killed
+mid-run leaves one until its next start). They are reported as a warning, not a problem: the hash
+chain and the head row still tie them together, but no signature vouches for them, so a
+truncation of them is detectable only down to the last signed head (docs/audit.md).
 
 Checking continues after a problem, so the report names the first bad record of each kind.
 """
@@ -164,7 +170,7 @@ def verify_rows(rows: Iterable[Row], head: Head, checkpoints: list[Checkpoint],
     last_good_anchor = 0
     latest_prune: int | None = None
     hashes_at: dict[int, str] = {}
-    wanted = set(anchors) | {c.seq for c in (signed_head, external) if c is not None}
+    wanted = set(anchors) | {c.seq for c in (signed_head, external) if c is not None} | {head.seq}
     for row in rows:
         report.records += 1
         try:
@@ -234,6 +240,9 @@ def verify_rows(rows: Iterable[Row], head: Head, checkpoints: list[Checkpoint],
         claims.append((signed_head.seq, signed_head.hash, "signed head"))
     if external is not None:
         claims.append((external.seq, external.hash, head_file_name))
+    signed_seq = signed_head.seq if signed_head is not None else 0
+    if signed_head is None or head.seq != signed_seq:
+        claims.append((head.seq, head.hash, "head row"))  # unsigned, but evidence all the same
     beyond = [c for c in claims if c[0] > last]
     if beyond:
         seq, _, source = max(beyond)
@@ -243,12 +252,18 @@ def verify_rows(rows: Iterable[Row], head: Head, checkpoints: list[Checkpoint],
         if seq <= last and seq in hashes_at and hashes_at[seq] != hash_ and seq not in anchors:
             found.add(Problem("edited", last_good_anchor + 1,
                               f"the chain was rewritten: record {seq} does not match the {source}", until_seq=seq))
-    if signed_head is not None and signed_head.seq < last:
-        found.add(Problem("signature", signed_head.seq + 1,
-                          f"records {signed_head.seq + 1}..{last} were added after the last signed head",
+    if last > head.seq:
+        found.add(Problem("signature", head.seq + 1, f"records {head.seq + 1}..{last} were added after the last "
+                          f"{'signed ' if signed_head is not None and signed_seq == head.seq else ''}head",
                           until_seq=last))
-    if signed_head is not None and (head.seq, head.hash) != (signed_head.seq, signed_head.hash):
+    if signed_head is not None and (signed_seq > head.seq
+                                    or (signed_seq == head.seq and signed_head.hash != head.hash)):
         found.add(Problem("signature", None, "the head row does not match its own signature"))
+    if signed_head is not None and signed_seq < min(head.seq, last):
+        report.warnings.append(
+            f"records {signed_seq + 1}..{min(head.seq, last)} follow the last signed head (seq {signed_seq}): the hash "
+            "chain links them, but no signature covers them yet, so removing them from the end would be detectable "
+            "only down to that head (normal while the gateway runs, or after it was killed; it signs them at start)")
 
     report.problems = found.items
     return report

@@ -2,9 +2,23 @@
 
 The event loop only appends a dict to a queue (:meth:`AuditWriter.submit`); one writer thread
 drains the queue in batches, links and stores each batch in one transaction (see
-:meth:`AuditStore.append`), then rewrites the *head file* — the latest signed checkpoint, kept
-outside the store so that truncating the store is detectable. The same thread signs periodic
-checkpoints and prunes records past retention.
+:meth:`AuditStore.append`). The same thread signs the head, stores periodic checkpoints and
+prunes records past retention.
+
+Cost control, because the writer shares the gateway's cores:
+
+* *batches form*: after the first record of a batch arrives the writer waits ``batch_wait``
+  (default 2 ms) or until ``batch_max`` records are queued, so one transaction carries every
+  record of that moment. A record someone waits for (``durability: sync``) is written at once,
+  together with everything queued; callers that arrive while a commit is running form the next
+  batch (group commit), so concurrent waiters still share transactions;
+* *signing is rate-limited*: the head is signed — and the *head file*, the copy kept outside the
+  store, rewritten — at most every ``head_interval`` (default 1 s) while records flow, whenever a
+  checkpoint is stored (every ``checkpoint_every`` records or ``checkpoint_interval``), and at
+  shutdown; not per batch. Records after the last signed head are covered by the hash chain
+  only until the next signature (docs/audit.md, "The unsigned tail");
+* *an idle writer sleeps*: it wakes when a record arrives or when a signature, checkpoint or
+  prune is due — never on a poll.
 
 Failure handling, never silent:
 
@@ -39,15 +53,19 @@ from mcpwall.audit.verify import PRUNE_EVENT, read_head_file
 
 log = logging.getLogger("mcpwall.audit")
 
+_NOW = float("-inf")  # a monotonic time that is always in the past
+
 Notify = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(slots=True)
 class WriterOptions:
     batch_max: int = 500
+    batch_wait: float = 0.002  # after a batch's first record, wait this long for more (0: no wait)
     buffer_size: int = 10_000
     checkpoint_every: int = 1000
     checkpoint_interval: float = 60.0
+    head_interval: float = 1.0  # sign the head at most this often while records flow (0: every batch)
     retention: float = 90 * 86400.0  # 0 keeps everything
     prune_interval: float = 3600.0
     head_file: Path | None = None
@@ -65,6 +83,8 @@ class WriterStats:
     batch_seconds: float
     healthy: bool
     seq: int
+    signatures: int = 0  # heads signed by this writer (each also rewrites the head file)
+    unsigned: int = 0  # records at the end of the chain not yet covered by a signed head
 
 
 class AuditWriter:
@@ -75,7 +95,10 @@ class AuditWriter:
         self.options = options or WriterOptions()
         self._notify = notify
         self._queue: deque[tuple[dict[str, Any], asyncio.Future[int] | None]] = deque()
-        self._cond = threading.Condition()
+        # A plain lock: nothing re-enters it, and it is cheaper than the default RLock on the hot path.
+        self._cond = threading.Condition(threading.Lock())
+        self._waiters = 0  # queued records someone awaits (durability: sync): write without delay
+        self._first_at = _NOW  # when the oldest queued record arrived (monotonic); _NOW: write at once
         self._seen: set[str] = set()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -90,7 +113,9 @@ class AuditWriter:
         self._failures = 0
         self._batches = 0
         self._batch_seconds = 0.0
+        self._signatures = 0
         self._last_checkpoint = time.monotonic()
+        self._last_signed = _NOW  # the first write of every run signs (and so does an unsigned tail at start)
         self._next_prune = time.monotonic()
         self.seen_at_start: set[str] = set()
         self._held: list[tuple[str, dict[str, Any]]] | None = None
@@ -120,6 +145,12 @@ class AuditWriter:
         self.head = head
         self.seen_at_start = self.store.seen_keys()
         self.healthy = True
+        if head.unsigned:
+            # Normal after a kill or power cut (or while another replica writes): the writer thread
+            # signs them as its first act, so the window closes now rather than at the next record.
+            log.warning("audit records %d..%d are not covered by a signed head yet (the previous run stopped "
+                        "without its final checkpoint, or another writer has not signed them); signing them now",
+                        head.seq - head.unsigned + 1, head.seq)
         self._check_head_file(head)
 
     def start_thread(self) -> None:
@@ -161,12 +192,21 @@ class AuditWriter:
             loop = self._loop or asyncio.get_running_loop()
             future = loop.create_future()
         with self._cond:
-            if len(self._queue) >= self.options.buffer_size or self._stopping:
+            queue = self._queue
+            if len(queue) >= self.options.buffer_size or self._stopping:
                 self._count_drop(record)
                 dropped = True
             else:
-                self._queue.append((record, future))
-                self._cond.notify()
+                if not queue:
+                    self._first_at = time.monotonic()
+                queue.append((record, future))
+                # Wake the writer only when that changes what it waits for: a new batch begins, a
+                # batch is full, or someone awaits the commit. Otherwise it is already counting down.
+                if future is not None:
+                    self._waiters += 1
+                    self._cond.notify()
+                elif len(queue) == 1 or len(queue) >= self.options.batch_max:
+                    self._cond.notify()
                 dropped = False
         if dropped:
             self._emit("audit.dropped", {"dropped_total": self._dropped_total})
@@ -180,9 +220,11 @@ class AuditWriter:
             self._seen.add(key)
 
     def stats(self) -> WriterStats:
+        head = self.head
         return WriterStats(backlog=len(self._queue), written=self._written, dropped=self._dropped_total,
                            failures=self._failures, batches=self._batches, batch_seconds=self._batch_seconds,
-                           healthy=self.healthy, seq=self.head.seq if self.head else 0)
+                           healthy=self.healthy, seq=head.seq if head else 0, signatures=self._signatures,
+                           unsigned=head.unsigned if head else 0)
 
     def _count_drop(self, record: dict[str, Any]) -> None:
         self._dropped_total += 1
@@ -198,10 +240,12 @@ class AuditWriter:
         give_up_at: float | None = None
         while True:
             with self._cond:
-                while not self._queue and not self._stopping and not self._periodic_due():
-                    self._cond.wait(timeout=self._until_periodic())
+                self._wait_for_work()
                 stopping = self._stopping
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.options.batch_max))]
+                self._waiters -= sum(1 for _, future in batch if future is not None)
+                if self._queue:
+                    self._first_at = _NOW  # the rest has waited long enough already
                 seen, self._seen = self._seen, set()
                 gap = self._take_gap()
             if stopping and give_up_at is None:
@@ -209,9 +253,11 @@ class AuditWriter:
             records = ([gap] if gap else []) + [item[0] for item in batch]
             try:
                 if records or seen:
-                    self._write(records, seen, checkpoint=stopping and not self._queue)
+                    final = stopping and not self._queue
+                    # Evidence of lost records is signed at once, like a shutdown.
+                    self._write(records, seen, checkpoint=final, sign=final or gap is not None)
                 elif stopping:
-                    self._write([], set(), checkpoint=True)
+                    self._write([], set(), checkpoint=True, sign=True)
             except Exception as exc:
                 self._failed(exc, batch, seen, gap)
                 if give_up_at is not None and time.monotonic() >= give_up_at:
@@ -236,16 +282,38 @@ class AuditWriter:
                 self._failures += 1
                 log.error("audit checkpoint or prune failed: %s", exc)
 
+    def _wait_for_work(self) -> None:
+        """With the lock held: sleep until a batch is ready, periodic work is due, or stop."""
+        options = self.options
+        while not self._stopping:
+            now = time.monotonic()
+            if self._queue:
+                if self._waiters or len(self._queue) >= options.batch_max:
+                    return
+                ready = self._first_at + options.batch_wait
+                if now >= ready:
+                    return
+                self._cond.wait(ready - now)
+                continue
+            due = self._next_periodic()
+            if due is not None and now >= due:
+                return
+            self._cond.wait(None if due is None else due - now)
+
     def _write(self, records: list[dict[str, Any]], seen: set[str], *, checkpoint: bool = False,
-               prune_through: int | None = None) -> None:
+               sign: bool = False, prune_through: int | None = None) -> None:
         started = time.perf_counter()
+        now = time.monotonic()
+        sign = sign or checkpoint or now - self._last_signed >= self.options.head_interval
         head, sealed = self.store.append(records, self.signer, checkpoint=checkpoint,
-                                         checkpoint_every=self.options.checkpoint_every,
+                                         checkpoint_every=self.options.checkpoint_every, sign=sign,
                                          prune_through=prune_through, seen=seen)
         if head.last_checkpoint_seq != (self.head.last_checkpoint_seq if self.head else 0):
-            self._last_checkpoint = time.monotonic()
+            self._last_checkpoint = now
         self.head = head
-        if head.checkpoint is not None:
+        if head.fresh and head.checkpoint is not None:
+            self._last_signed = now
+            self._signatures += 1
             self._write_head_file(head.checkpoint)
         self._written += len(sealed)
         self._batches += 1
@@ -258,6 +326,8 @@ class AuditWriter:
         self._failures += 1
         with self._cond:
             self._queue.extendleft(reversed(batch))
+            self._waiters += sum(1 for _, future in batch if future is not None)
+            self._first_at = _NOW
             self._seen |= seen
             if gap is not None:
                 self._dropped_pending += int(gap["dropped"])
@@ -271,6 +341,7 @@ class AuditWriter:
         with self._cond:
             lost = list(self._queue)
             self._queue.clear()
+            self._waiters = 0
         for record, _ in lost:
             self._count_drop(record)
         self._resolve(lost, RuntimeError("audit store unavailable at shutdown"))
@@ -288,38 +359,43 @@ class AuditWriter:
     def _resolve(self, batch: list[tuple[dict[str, Any], asyncio.Future[int] | None]],
                  error: Exception | None) -> None:
         loop = self._loop
-        for record, future in batch:
-            if future is None or loop is None:
-                continue
-            if error is None:
-                loop.call_soon_threadsafe(_set_result, future, int(record.get("seq", 0)))
-            else:
-                loop.call_soon_threadsafe(_set_exception, future, error)
+        if loop is None:
+            return
+        if error is None:
+            settled = [(future, int(record.get("seq", 0))) for record, future in batch if future is not None]
+            if settled:  # one wake-up of the event loop per batch, not per waiter
+                loop.call_soon_threadsafe(_set_results, settled)
+        else:
+            for _, future in batch:
+                if future is not None:
+                    loop.call_soon_threadsafe(_set_exception, future, error)
 
     # -- periodic work ------------------------------------------------------------------------
 
-    def _periodic_due(self) -> bool:
-        now = time.monotonic()
-        return (self._checkpoint_due(now)) or (self.options.retention > 0 and now >= self._next_prune)
-
-    def _until_periodic(self) -> float:
-        now = time.monotonic()
-        waits = [max(0.0, self._last_checkpoint + self.options.checkpoint_interval - now)]
-        if self.options.retention > 0:
-            waits.append(max(0.0, self._next_prune - now))
-        return max(0.01, min(waits))
-
-    def _checkpoint_due(self, now: float) -> bool:
+    def _next_periodic(self) -> float | None:
+        """When the next signature, checkpoint or prune is due (monotonic), or None: nothing to do
+        until a record arrives. Only work that exists counts, so an idle writer sleeps."""
         head = self.head
-        if head is None or head.seq <= head.last_checkpoint_seq:
-            return False
-        return now - self._last_checkpoint >= self.options.checkpoint_interval
+        due: list[float] = []
+        if head is not None and head.unsigned:
+            due.append(self._last_signed + self.options.head_interval)
+        if head is not None and head.seq > head.last_checkpoint_seq:
+            due.append(self._last_checkpoint + self.options.checkpoint_interval)
+        if self.options.retention > 0:
+            due.append(self._next_prune)
+        return min(due) if due else None
 
     def _periodic(self) -> None:
         now = time.monotonic()
-        if self._checkpoint_due(now):
-            self._last_checkpoint = now  # before writing: a failing store must not spin this loop
+        head = self.head
+        if head is not None and head.seq > head.last_checkpoint_seq \
+                and now - self._last_checkpoint >= self.options.checkpoint_interval:
+            # Marked before writing: a failing store must not turn this into a busy loop.
+            self._last_checkpoint = self._last_signed = now
             self._write([], set(), checkpoint=True)
+        elif head is not None and head.unsigned and now - self._last_signed >= self.options.head_interval:
+            self._last_signed = now
+            self._write([], set(), sign=True)
         if self.options.retention > 0 and now >= self._next_prune:
             self._next_prune = now + self.options.prune_interval
             self.prune_now()
@@ -409,9 +485,10 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def _set_result(future: asyncio.Future[int], value: int) -> None:
-    if not future.done():
-        future.set_result(value)
+def _set_results(settled: list[tuple[asyncio.Future[int], int]]) -> None:
+    for future, value in settled:
+        if not future.done():
+            future.set_result(value)
 
 
 def _set_exception(future: asyncio.Future[int], error: Exception) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from mcpwall.config.loader import load
 from mcpwall.config.model import Config, ServerConfig
@@ -274,7 +275,12 @@ def demo(port: int, state_dir: str) -> None:
     directory = Path(state_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     token = os.environ.get("MCPWALL_ADMIN_TOKEN") or secrets.token_urlsafe(24)
-    config = demo_config(port, directory, admin_token=token)
+    try:
+        config = demo_config(port, directory, admin_token=token)
+    except ValidationError as exc:  # e.g. an MCPWALL_ADMIN_TOKEN that is too short
+        for error in exc.errors():
+            click.echo(f"demo: {'.'.join(str(p) for p in error['loc'])}: {error['msg']}", err=True)
+        sys.exit(1)
     setup_logging(config)
     url = f"http://127.0.0.1:{port}{config.listen.path}"
     admin = f"http://127.0.0.1:{config.admin.port}"

@@ -1,5 +1,6 @@
 """The embedded defaults ``mcpwall demo`` runs on: SQLite state, the bundled demo upstream, and
-the guards that show what the gateway does (configured only when they are installed)."""
+the guards that show what the gateway does: pinning, DLP, injection scanning, approvals and
+flow control."""
 
 from __future__ import annotations
 
@@ -8,20 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from mcpwall.config.model import Config
-from mcpwall.pipeline.registry import GUARDS
 
-# Guard settings for the demo, in chain order; guards not in this build are skipped.
-# ``flow`` runs before the content guards so it sees their findings on the way back; ``approval``
+# Guard settings for the demo, in chain order. ``flow`` runs before the content guards so it sees their findings on the way back; ``approval``
 # runs after them so their findings feed its risk score.
 DEMO_GUARDS: dict[str, dict[str, Any]] = {
     "limits": {},
-    "pins": {"mode": "tofu"},
+    "pins": {"pinning": "tofu"},
     "poisoning": {},
     "schema": {},
     "egress": {},
     "flow": {},
-    "dlp": {"mode": "redact"},
-    "injection": {"mode": "flag"},
+    "dlp": {"action": "redact"},
+    "injection": {"action": "flag"},
     "approval": {"rules": [{"name": "deletions", "tools": ["demo__delete_records"], "timeout": "60s"}]},
     "audit": {},
 }
@@ -29,8 +28,8 @@ DEMO_GUARDS: dict[str, dict[str, Any]] = {
 
 def demo_config(port: int, state_dir: Path, admin_token: str | None = None) -> Config:
     """The demo's config. ``admin_token`` lets approvers act on held calls through the admin API."""
-    guards = {name: dict(settings) for name, settings in DEMO_GUARDS.items() if name in GUARDS}
-    if "approval" in guards and admin_token:
+    guards = {name: dict(settings) for name, settings in DEMO_GUARDS.items()}
+    if admin_token:
         guards["approval"]["admin_token"] = admin_token
     raw: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": port, "path": "/mcp"},
@@ -39,9 +38,4 @@ def demo_config(port: int, state_dir: Path, admin_token: str | None = None) -> C
         "storage": {"url": f"sqlite:///{state_dir / 'mcpwall.db'}"},
         "guards": guards,
     }
-    try:
-        return Config.model_validate(raw)
-    except Exception:
-        # A guard whose demo settings do not fit this build runs on its defaults instead.
-        raw["guards"] = list(guards)
-        return Config.model_validate(raw)
+    return Config.model_validate(raw)
