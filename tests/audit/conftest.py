@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.audit_helpers import PG_URL, Chain, call
 
 from mcpwall.audit.signing import load_or_create
+from support.audit_helpers import PG_URL, Chain, call
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from support.audit_helpers import Chain, FlakyStore, call
 
 from mcpwall.audit.record import canonical, genesis_hash, record_hash
 from mcpwall.audit.signing import Checkpoint, Signer, load_public_keys
 from mcpwall.audit.sqlite import SqliteStore
 from mcpwall.audit.verify import verify_store
 from mcpwall.audit.writer import AuditWriter, WriterOptions
+from support.audit_helpers import Chain, FlakyStore, call
 
 
 def _body(chain: Chain, seq: int) -> dict:

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from support.audit_helpers import Chain, call
 
 from mcpwall.audit.postgres import PostgresStore
 from mcpwall.audit.signing import load_public_keys
 from mcpwall.audit.verify import read_head_file, verify_store
 from mcpwall.audit.writer import AuditWriter, WriterOptions
+from support.audit_helpers import Chain, call
 
 
 @pytest.fixture

@@ -97,6 +97,8 @@ def scrub_text(text: str) -> str:
     if len(text) < _SHORTEST_SECRET:
         return text
     text = _SECRET_VALUE.sub(REDACTED, text)
+    if "://" not in text:  # the URL pattern needs it; a substring test is far cheaper than the regex
+        return text
     return _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
 
 
@@ -163,6 +165,8 @@ class Redactor:
 
     def _string(self, text: str) -> str:
         text = scrub_text(text)
+        if len(text) * 4 <= self.max_string_bytes:  # UTF-8 needs at most 4 bytes a character
+            return text
         raw = text.encode("utf-8", "replace")
         if len(raw) <= self.max_string_bytes:
             return text

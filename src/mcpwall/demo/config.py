@@ -10,8 +10,8 @@ from typing import Any
 
 from mcpwall.config.model import Config
 
-# Guard settings for the demo, in chain order. ``flow`` runs before the content guards so it sees their findings on the way back; ``approval``
-# runs after them so their findings feed its risk score.
+# Guard settings for the demo, in chain order. ``flow`` runs before the content guards so it sees
+# their findings on the way back; ``approval`` runs after them so their findings feed its risk score.
 DEMO_GUARDS: dict[str, dict[str, Any]] = {
     "limits": {},
     "pins": {"pinning": "tofu"},
