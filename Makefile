@@ -46,7 +46,8 @@ install: install-py
 	scripts/test-deps.sh >/dev/null
 
 lock: $(UV)
-	$(UV) pip compile --quiet pyproject.toml --extra dev --python-version 3.11 --universal \
+	$(UV) pip compile --quiet pyproject.toml --extra dev --extra bench --extra otel --extra postgres --extra redis \
+		--python-version 3.11 --universal \
 		--generate-hashes --output-file $(LOCK)
 
 test: install
