@@ -193,11 +193,12 @@ class AuditWriter:
             future = loop.create_future()
         with self._cond:
             queue = self._queue
-            if len(queue) >= self.options.buffer_size or self._stopping:
+            queued = len(queue)
+            if queued >= self.options.buffer_size or self._stopping:
                 self._count_drop(record)
                 dropped = True
             else:
-                if not queue:
+                if not queued:
                     self._first_at = time.monotonic()
                 queue.append((record, future))
                 # Wake the writer only when that changes what it waits for: a new batch begins, a
@@ -205,7 +206,7 @@ class AuditWriter:
                 if future is not None:
                     self._waiters += 1
                     self._cond.notify()
-                elif len(queue) == 1 or len(queue) >= self.options.batch_max:
+                elif not queued or queued + 1 >= self.options.batch_max:
                     self._cond.notify()
                 dropped = False
         if dropped:
