@@ -20,8 +20,9 @@ alone and Hyperscan only narrows where ``re`` has to look:
 Hyperscan reports end offsets and no start, and its match order carries no promise; this design
 needs neither. Scans are synchronous and an engine holds one Hyperscan scratch space: scan from
 one thread at a time (the gateway's event loop). Normalisation (:mod:`mcpwall.detect.normalize`)
-happens inside the scan: the Hyperscan database carries one extra pattern for "characters that need normalising", so clean
-text is checked for free, and only strings that need it are normalised and scanned again.
+happens inside the scan: the Hyperscan database carries one extra pattern for "characters that
+need normalising", so clean text is checked for free, and only strings that need it are
+normalised and scanned again.
 """
 
 from __future__ import annotations
