@@ -1,7 +1,7 @@
 """A writer process for the crash test: appends records forever, printing each durable seq.
 
-Usage: python audit_child.py DB KEY HEAD. It never exits on its own; the test kills it with
-SIGKILL while batches are being written.
+Usage: python audit_child.py DB KEY HEAD [HEAD_INTERVAL CHECKPOINT_EVERY]. It never exits on its
+own; the test kills it with SIGKILL while batches are being written.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from mcpwall.audit.sqlite import SqliteStore
 from mcpwall.audit.writer import AuditWriter, WriterOptions
 
 
-async def main(db: Path, key: Path, head: Path) -> None:
+async def main(db: Path, key: Path, head: Path, head_interval: float = 1.0, checkpoint_every: int = 100) -> None:
     writer = AuditWriter(SqliteStore(db), load_or_create(key),
-                         WriterOptions(head_file=head, retention=0, checkpoint_every=100, batch_max=64))
+                         WriterOptions(head_file=head, retention=0, checkpoint_every=checkpoint_every, batch_max=64,
+                                       head_interval=head_interval))
     await writer.start()
     i = 0
     while True:
@@ -33,4 +34,5 @@ async def main(db: Path, key: Path, head: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
+    tuning = (float(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else ()
+    asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), *tuning))

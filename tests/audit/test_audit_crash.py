@@ -15,9 +15,9 @@ from support.audit_helpers import Chain
 CHILD = Path(__file__).with_name("audit_child.py")
 
 
-def _run_until(chain: Chain, durable_seq: int, timeout: float = 60.0) -> int:
+def _run_until(chain: Chain, durable_seq: int, timeout: float = 60.0, tuning: tuple[str, ...] = ()) -> int:
     """Start a writer process, wait until it reports ``durable_seq`` committed, SIGKILL it."""
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(chain.db), str(chain.key), str(chain.head)],
+    proc = subprocess.Popen([sys.executable, str(CHILD), str(chain.db), str(chain.key), str(chain.head), *tuning],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
@@ -56,3 +56,17 @@ def test_kill_9_mid_stream_leaves_a_verifiable_chain(chain_dir: Chain) -> None:
         assert report.ok, (round_, report.as_dict())
         assert report.last_seq is not None and report.last_seq >= durable  # nothing acknowledged was lost
         target = report.last_seq
+
+
+
+def test_kill_9_with_an_unsigned_tail_leaves_a_verifiable_chain(chain_dir: Chain) -> None:
+    # Sign only the first batch (interval and count never reached), so the kill leaves a long unsigned tail.
+    durable = _run_until(chain_dir, 1500, tuning=("3600", "1000000"))
+    report = chain_dir.verify()
+    assert report.ok, report.as_dict()
+    assert report.last_seq is not None and report.last_seq >= durable
+    store = chain_dir.store()
+    head = store.head()
+    store.close()
+    assert head is not None and head.checkpoint is not None and head.unsigned > 0
+    assert report.unsigned == head.unsigned  # reported, not hidden

@@ -244,3 +244,13 @@ async def test_a_store_behind_its_head_file_is_alerted_at_start_up(harness: Harn
     await guard.aclose()
     harness.guards.clear()
     assert "audit.anomaly" in [r["kind"] for r in harness.records()]
+
+
+async def test_batching_and_signing_settings_reach_the_writer(harness: Harness) -> None:
+    guard = await harness.guard(batch_wait="1ms", head_interval="5s", checkpoint_every=50)
+    assert guard.writer is not None
+    options = guard.writer.options
+    assert (options.batch_wait, options.head_interval, options.checkpoint_every) == (0.001, 5.0, 50)
+    defaults = AuditSettings()
+    assert (defaults.batch_wait, defaults.head_interval) == (0.002, 1.0)
+    assert guard.health()["unsigned"] == 0

@@ -167,7 +167,7 @@ async def recover(h: Harness) -> str:
                 "jsonrpc": "2.0", "id": "i", "method": "initialize",
                 "params": {"protocolVersion": "2025-03-26", "capabilities": {},
                            "clientInfo": {"name": "fuzz", "version": "1"}}})
-            session = init.headers.get("mcp-session-id", "")
+            session = str(init.headers.get("mcp-session-id", ""))
             legacy = await c.post("/mcp", headers=headers_for("tools/call", session=session), json={
                 "jsonrpc": "2.0", "id": "l", "method": "tools/call",
                 "params": {"name": "demo__echo", "arguments": {"text": marker}}})
@@ -251,9 +251,9 @@ def bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
     if kind == "huge":
         return dumps({"jsonrpc": "2.0", "id": 1, "method": "ping",
                        "params": {"pad": "x" * draw(st.integers(MAX_BYTES, MAX_BYTES + 4096))}}), hints
-    data = bytearray(dumps(draw(messages())))
-    data[draw(st.integers(0, len(data) - 1))] = draw(st.sampled_from([0xFF, 0xC0, 0x80, 0xED]))
-    return bytes(data), hints
+    broken = bytearray(dumps(draw(messages())))
+    broken[draw(st.integers(0, len(broken) - 1))] = draw(st.sampled_from([0xFF, 0xC0, 0x80, 0xED]))
+    return bytes(broken), hints
 
 
 GATES: dict[str, st.SearchStrategy[Any]] = {
@@ -429,6 +429,7 @@ async def exchange(h: Harness, c: httpx.AsyncClient, request: dict[str, Any]) ->
             reply = orjson.loads(response.content)
             event(f"JSON-RPC {reply['error']['code'] if 'error' in reply else 'result'}")
     sent = body + b"\n" + b"\n".join(k + b": " + v for k, v in ((k.encode(), v) for k, v in headers.items()))
+    check_no_leaks(sent, b"\n".join(k + b": " + v for k, v in response.headers.raw))  # no Server: banner either
     check_exchange(sent, response.status_code, response.headers.get("content-type", ""), response.content, path,
                    _ids_in(body))
 

@@ -269,9 +269,9 @@ def lines(draw: st.DrawFn) -> bytes:
         data = dumps(draw(messages()))
         return _no_newline(data[: draw(st.integers(1, max(1, len(data) - 1)))])
     if kind == "utf8":
-        data = bytearray(dumps(draw(messages())))
-        data[draw(st.integers(0, len(data) - 1))] = draw(st.sampled_from([0xFF, 0xC0, 0x80, 0xED]))
-        return _no_newline(bytes(data))
+        broken = bytearray(dumps(draw(messages())))
+        broken[draw(st.integers(0, len(broken) - 1))] = draw(st.sampled_from([0xFF, 0xC0, 0x80, 0xED]))
+        return _no_newline(bytes(broken))
     if kind == "huge":
         return dumps({"jsonrpc": "2.0", "id": "huge", "method": "ping",
                       "params": {"pad": "x" * draw(st.integers(MAX_BYTES, MAX_BYTES * 3))}})
@@ -408,7 +408,7 @@ def test_requests_around_a_second_initialize_are_all_answered(tmp_path: Path) ->
         # Calls in flight (sent before and after it) while the client initializes again.
         reader.feed_data(b"".join(echo(f"before-{i}") for i in range(4)) + orjson.dumps({**init, "id": 2}) + b"\n"
                          + b"".join(echo(f"after-{i}") for i in range(4)) + PING + b"\n")
-        answers = {}
+        answers: dict[Any, Any] = {}
         while len(answers) < 10:
             answer = await out.next()
             answers[answer["id"]] = answer

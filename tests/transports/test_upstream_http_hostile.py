@@ -97,7 +97,7 @@ async def call(app: Any, tool: str, serial: int) -> dict[str, Any]:
     transport = httpx.ASGITransport(app, raise_app_exceptions=True)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8765") as client:
         response = await client.post("/mcp", headers=headers, content=body)
-    assert response.status_code == 200, response.text
+    assert response.status_code in (200, 400), response.text  # 400: an unknown tool, in the modern era
     return response.json()  # type: ignore[no-any-return]
 
 

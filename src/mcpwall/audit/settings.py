@@ -86,9 +86,18 @@ class AuditSettings(GuardSettings):
         "block", description="block: refuse calls while the store cannot be written (fail closed). "
                              "buffer: keep serving and buffer records (bounded; drops are counted and alerted).")
     buffer_size: int = Field(10_000, ge=1)
-    batch_max: int = Field(500, ge=1)
+    batch_max: int = Field(500, ge=1, description="Most records written in one transaction.")
+    batch_wait: Seconds = Field(
+        0.002, le=1.0, description="After the first record of a batch arrives, wait this long (or until batch_max "
+                                   "records) before writing, so one transaction carries them all. A record a call "
+                                   "waits for (durability: sync) is written at once, with whatever is queued.")
     checkpoint_every: int = Field(1000, ge=1, description="Store a signed checkpoint after this many records…")
     checkpoint_interval: Seconds = Field(60.0, description="…or after this long, whichever comes first.")
+    head_interval: Seconds = Field(
+        1.0, description="Sign the head (in the store and the head file) at most this often while records are "
+                         "written, not per batch; also at every checkpoint and at shutdown. Records after the last "
+                         "signed head are protected by the hash chain only until the next one (see docs/audit.md, "
+                         "'The unsigned tail'). 0 signs every batch.")
     signing_key: str | None = Field(
         None, description="Ed25519 private key (PEM). Default: mcpwall-audit.key beside the config, created "
                           "with mode 0600 on first start; the public key is written to <key>.pub.")

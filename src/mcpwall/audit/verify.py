@@ -65,6 +65,7 @@ class Report:
     first_seq: int | None = None
     last_seq: int | None = None
     checkpoints: int = 0
+    unsigned: int = 0  # records after the last signed head (the unsigned tail); not a problem by itself
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -85,7 +86,7 @@ class Report:
         first = self.first_bad
         return {
             "ok": self.ok, "chain": self.chain, "records": self.records, "first_seq": self.first_seq,
-            "last_seq": self.last_seq, "checkpoints": self.checkpoints,
+            "last_seq": self.last_seq, "checkpoints": self.checkpoints, "unsigned": self.unsigned,
             "first_bad": first.as_dict() if first else None,
             "problems": [p.as_dict() for p in self.problems], "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
@@ -260,6 +261,7 @@ def verify_rows(rows: Iterable[Row], head: Head, checkpoints: list[Checkpoint],
                                     or (signed_seq == head.seq and signed_head.hash != head.hash)):
         found.add(Problem("signature", None, "the head row does not match its own signature"))
     if signed_head is not None and signed_seq < min(head.seq, last):
+        report.unsigned = min(head.seq, last) - signed_seq
         report.warnings.append(
             f"records {signed_seq + 1}..{min(head.seq, last)} follow the last signed head (seq {signed_seq}): the hash "
             "chain links them, but no signature covers them yet, so removing them from the end would be detectable "

@@ -71,8 +71,9 @@ class AuditGuard(Guard):
                            sync=self.settings.durability == "sync")
         s = self.settings
         self.writer = AuditWriter(store, signer, WriterOptions(
-            batch_max=s.batch_max, buffer_size=s.buffer_size, checkpoint_every=s.checkpoint_every,
-            checkpoint_interval=s.checkpoint_interval, retention=s.retention, prune_interval=s.prune_interval,
+            batch_max=s.batch_max, batch_wait=s.batch_wait, buffer_size=s.buffer_size,
+            checkpoint_every=s.checkpoint_every, checkpoint_interval=s.checkpoint_interval,
+            head_interval=s.head_interval, retention=s.retention, prune_interval=s.prune_interval,
             head_file=self.paths.head_file), notify=self._writer_event)
         await self.writer.start(hold_notifications=True)
         self.alerts.use_seen(self.writer.seen_at_start, self.writer.note_seen)
@@ -162,7 +163,8 @@ class AuditGuard(Guard):
             return {"healthy": False, "reason": "not started"}
         stats = writer.stats()
         return {"healthy": stats.healthy, "accepting": writer.accepting, "backlog": stats.backlog,
-                "dropped": stats.dropped, "seq": stats.seq, "blocks_when_down": self.settings.on_failure == "block"}
+                "dropped": stats.dropped, "seq": stats.seq, "unsigned": stats.unsigned,
+                "blocks_when_down": self.settings.on_failure == "block"}
 
     def admin_routes(self) -> list[BaseRoute]:
         async def status(request: Request) -> JSONResponse:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Coroutine
@@ -30,6 +31,7 @@ from mcpwall.protocol.versions import (
 log = logging.getLogger("mcpwall.upstream")
 
 GATEWAY_CLIENT_INFO = {"name": "mcpwall", "version": __version__}
+CANCEL_GRACE = 1.0  # how long a timed-out or cancelled request waits to tell the upstream so
 
 
 class Sink(Protocol):
@@ -159,6 +161,19 @@ class UpstreamSession(abc.ABC):
             return response(rid, await sink.on_request(message))
         except Exception as exc:  # relayed failures become a JSON-RPC error for the server
             return error_response(rid, to_wire(exc))
+
+    async def send_cancel(self, rid: int, reason: str) -> None:
+        """Tell the upstream a request is abandoned, waiting at most CANCEL_GRACE: an upstream that
+        stopped reading (or answering) must not hold up the caller's error; the send goes on
+        in the background, bounded by the transport's own write timeout."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CANCEL_GRACE):
+                await asyncio.shield(self._notify_quietly("notifications/cancelled",
+                                                          {"requestId": rid, "reason": reason}))
+
+    async def _notify_quietly(self, method: str, params: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):  # nobody may be left to hear about a failure
+            await self.notify(method, params)
 
     # -- transport-specific --------------------------------------------------------------
 

@@ -37,6 +37,7 @@ log = logging.getLogger("mcpwall.upstream.http")
 ACCEPT = "application/json, text/event-stream"
 # Long-lived event streams: no overall deadline, but a connection must be made in time.
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=None)
+POST_TIMEOUT = 30.0  # a message that expects no JSON-RPC answer (notification, reply) must still be taken
 
 
 def make_client(headers: dict[str, str], connect_timeout: float, max_connections: int = 256) -> aiohttp.ClientSession:
@@ -194,12 +195,17 @@ class HttpSession(UpstreamSession):
     async def _post(self, message: dict[str, Any]) -> None:
         headers = self._headers(message.get("method"), message.get("params"), {})
         try:
-            async with self.client.post(self.url, data=jsonrpc.encode(message), headers=headers,
-                                        allow_redirects=False) as response:
-                await response.read()
+            # Bounded in time and size: the client has no read timeout, and an upstream that never
+            # answers (or answers endlessly) must not hold a notification, a cancellation or an
+            # answer to its own request forever.
+            async with asyncio.timeout(POST_TIMEOUT), self.client.post(
+                    self.url, data=jsonrpc.encode(message), headers=headers, allow_redirects=False) as response:
+                await read_limited(response, self.limits.max_bytes, self.name)
                 status = response.status
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"upstream {self.name} is unreachable ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise UpstreamTimeout(f"upstream {self.name} did not take a message within {POST_TIMEOUT:g}s") from None
         if status >= 400:
             log.warning("upstream %s refused a message with HTTP %s", self.name, status)
 
@@ -209,8 +215,7 @@ class HttpSession(UpstreamSession):
     async def _cancel_upstream(self, rid: int, reason: str) -> None:
         # Modern HTTP: closing the stream is the cancellation. Legacy: say it explicitly.
         if self.era == "legacy":
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.notify("notifications/cancelled", {"requestId": rid, "reason": reason}))
+            await self.send_cancel(rid, reason)  # bounded: the upstream may not be answering at all
 
     async def _listen(self) -> None:
         """Legacy standalone GET stream: unsolicited notifications and server requests."""

@@ -25,7 +25,7 @@ from mcpwall.transports.upstream_base import (
     initialize_params,
     parse_initialize,
 )
-from mcpwall.transports.upstream_http import STREAM_TIMEOUT
+from mcpwall.transports.upstream_http import POST_TIMEOUT, STREAM_TIMEOUT, read_limited
 
 log = logging.getLogger("mcpwall.upstream.sse")
 
@@ -115,12 +115,16 @@ class SseSession(UpstreamSession):
         if self.endpoint is None or self.closed:
             raise UpstreamUnavailable(f"upstream {self.name} is not connected")
         try:
-            async with self.client.post(self.endpoint, data=jsonrpc.encode(message), allow_redirects=False,
-                                        headers={"content-type": "application/json"}) as response:
-                await response.read()
+            # Bounded in time and size (the client has no read timeout): see HttpSession._post.
+            async with asyncio.timeout(POST_TIMEOUT), self.client.post(
+                    self.endpoint, data=jsonrpc.encode(message), allow_redirects=False,
+                    headers={"content-type": "application/json"}) as response:
+                await read_limited(response, self.limits.max_bytes, self.name)
                 status = response.status
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"upstream {self.name} is unreachable ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise UpstreamTimeout(f"upstream {self.name} did not take a message within {POST_TIMEOUT:g}s") from None
         if status >= 400:
             raise UpstreamUnavailable(f"upstream {self.name} refused a message (HTTP {status})")
 
@@ -131,8 +135,9 @@ class SseSession(UpstreamSession):
         self._pending[rid] = future
         self.in_flight[rid] = options.sink
         try:
-            await self._post(jsonrpc.request(rid, method, params))
+            # The POST is inside the request's timeout: the upstream may take it and never answer.
             async with asyncio.timeout(options.timeout):
+                await self._post(jsonrpc.request(rid, method, params))
                 message = await future
         except TimeoutError:
             await self._cancel_upstream(rid, "timeout")
@@ -150,8 +155,7 @@ class SseSession(UpstreamSession):
         return result
 
     async def _cancel_upstream(self, rid: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(self.notify("notifications/cancelled", {"requestId": rid, "reason": reason}))
+        await self.send_cancel(rid, reason)  # bounded: the upstream may not be answering at all
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self._post(jsonrpc.notification(method, params))

@@ -35,7 +35,6 @@ ENV_ALLOWLIST = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC
 LINE_LIMIT = 64 * 1024 * 1024
 SHUTDOWN_GRACE = 2.0
 WRITE_TIMEOUT = 10.0  # longest wait for the child to take one message off its stdin
-CANCEL_GRACE = 1.0  # how long a timed-out or cancelled request waits to tell the child so
 
 
 def child_environment(extra: dict[str, str]) -> dict[str, str]:
@@ -116,16 +115,7 @@ class StdioSession(UpstreamSession):
         await self._write(jsonrpc.notification(method, params))
 
     async def _cancel_upstream(self, rid: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            # A child that stopped reading must not hold up the caller's error for WRITE_TIMEOUT;
-            # the shielded write carries on in the background.
-            async with asyncio.timeout(CANCEL_GRACE):
-                await asyncio.shield(self._notify_quietly("notifications/cancelled",
-                                                          {"requestId": rid, "reason": reason}))
-
-    async def _notify_quietly(self, method: str, params: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):  # nobody may be left to hear about a failure
-            await self.notify(method, params)
+        await self.send_cancel(rid, reason)  # bounded: a child that stopped reading must not hold us
 
     async def _write(self, message: dict[str, Any]) -> None:
         process = self.process
