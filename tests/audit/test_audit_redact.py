@@ -91,3 +91,10 @@ def test_a_secret_under_a_credential_key_never_survives(value: Any, secret: str)
     assert f'"clientSecret":"{REDACTED}"' in encoded and f'"Authorization":"{REDACTED}"' in encoded
     inner = out["wrapper"][1]
     assert inner["clientSecret"] == REDACTED and inner["headers"]["Authorization"] == REDACTED
+
+
+def test_scrubbing_is_linear_on_hostile_text() -> None:
+    # Long runs of scheme characters once made the URL-password pattern quadratic (hours for a
+    # 4 MiB argument); the suite's per-test timeout would catch a regression.
+    assert scrub_text("x" * 4_000_000) == "x" * 4_000_000
+    assert scrub_text("a:" * 1_000_000) == "a:" * 1_000_000

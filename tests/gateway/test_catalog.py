@@ -68,3 +68,28 @@ def test_any_bit_flip_is_detected(position: int, value: int) -> None:
         return
     with pytest.raises(InvalidParams):
         cat.parse_cursor(forged, "tools", "alice")
+
+
+def test_template_matching_is_linear_on_hostile_pairs() -> None:
+    # A regex with many adjacent variables backtracks exponentially on a failing URI; the
+    # matcher does not (the suite's per-test timeout would catch a regression).
+    cat = Catalog({"up": True}, "__", secret=b"k" * 32)
+    template = "x" + "-".join(f"{{v{i}}}" for i in range(30)) + "/end"
+    cat.remember("up", "resourceTemplates", [{"uriTemplate": template}], replace=True)
+    assert cat.resource_owner("x" + "-" * 5000 + "!") is None
+    assert cat.resource_owner("x" + "-".join("a" * 30) + "/end") == "up"
+
+
+@pytest.mark.parametrize(("template", "uri", "matches"), [
+    ("file:///{path}", "file:///etc", True),
+    ("file:///{path}", "file:///a/b", False),
+    ("file:///{+path}", "file:///a/b", True),
+    ("test://template/{id}/data", "test://template/42/data", True),
+    ("test://template/{id}/data", "test://template//data", False),
+    ("mem://{a}-{b}", "mem://x-y", True),
+    ("mem://{a}-{b}", "mem://x", False),
+])
+def test_template_semantics(template: str, uri: str, matches: bool) -> None:
+    cat = Catalog({"up": True}, "__", secret=b"k" * 32)
+    cat.remember("up", "resourceTemplates", [{"uriTemplate": template}], replace=True)
+    assert (cat.resource_owner(uri) == "up") is matches

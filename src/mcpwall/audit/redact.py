@@ -71,7 +71,9 @@ _SECRET_VALUE = re.compile(
     ))
 )
 # user:password@ in URLs: keep the user, drop the password.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*):[^/\s@]+@")
+# The scheme is bounded ({0,31}) so a long run of scheme characters cannot make matching quadratic,
+# and so are the user and password parts.
+_URL_PASSWORD = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://)(?P<user>[^/\s:@]{0,256}):[^/\s@]{1,512}@")
 
 _INT64 = 2**63
 # No pattern above matches fewer characters ("x://u:p@" is 8), so shorter strings skip the regexes.

@@ -54,6 +54,7 @@ from mcpwall.audit.verify import PRUNE_EVENT, read_head_file
 log = logging.getLogger("mcpwall.audit")
 
 _NOW = float("-inf")  # a monotonic time that is always in the past
+_MIN_PERIOD = 0.01  # seconds between two attempts at the same periodic work, whatever the settings
 
 Notify = Callable[[str, dict[str, Any]], None]
 
@@ -376,13 +377,15 @@ class AuditWriter:
     def _next_periodic(self) -> float | None:
         """When the next signature, checkpoint or prune is due (monotonic), or None: nothing to do
         until a record arrives. Only work that exists counts, so an idle writer sleeps."""
-        head = self.head
+        head, options = self.head, self.options
         due: list[float] = []
+        # Intervals of 0 still leave _MIN_PERIOD between attempts: a store that keeps failing
+        # must not turn a retry into a busy loop.
         if head is not None and head.unsigned:
-            due.append(self._last_signed + self.options.head_interval)
+            due.append(self._last_signed + max(options.head_interval, _MIN_PERIOD))
         if head is not None and head.seq > head.last_checkpoint_seq:
-            due.append(self._last_checkpoint + self.options.checkpoint_interval)
-        if self.options.retention > 0:
+            due.append(self._last_checkpoint + max(options.checkpoint_interval, _MIN_PERIOD))
+        if options.retention > 0:
             due.append(self._next_prune)
         return min(due) if due else None
 
@@ -398,7 +401,7 @@ class AuditWriter:
             self._last_signed = now
             self._write([], set(), sign=True)
         if self.options.retention > 0 and now >= self._next_prune:
-            self._next_prune = now + self.options.prune_interval
+            self._next_prune = now + max(self.options.prune_interval, _MIN_PERIOD)
             self.prune_now()
 
     def prune_now(self, now: float | None = None) -> int | None:

@@ -32,7 +32,7 @@ class _ServerView:
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)
     prompts: dict[str, dict[str, Any]] = field(default_factory=dict)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    templates: list[tuple[re.Pattern[str], dict[str, Any]]] = field(default_factory=list)
+    templates: list[tuple[_Template, dict[str, Any]]] = field(default_factory=list)
     complete: set[str] = field(default_factory=set)  # kinds whose full list has been seen
 
 
@@ -98,7 +98,7 @@ class Catalog:
             for item in items:
                 template = item.get("uriTemplate")
                 if isinstance(template, str):
-                    view.templates.append((_template_regex(template), item))
+                    view.templates.append((_Template(template), item))
 
     def forget(self, server: str, kind: str) -> None:
         view = self._views[server]
@@ -158,16 +158,60 @@ def _items(view: _ServerView, kind: str) -> dict[str, dict[str, Any]]:
     return view.tools if kind == "tools" else view.prompts
 
 
-def _template_regex(template: str) -> re.Pattern[str]:
-    """A matcher for an RFC 6570 URI template: simple ``{var}`` matches one path segment,
-    reserved/fragment/path expansions (``{+var}``, ``{#var}``, ``{/var}``) match anything."""
-    out = []
-    for part in re.split(r"(\{[^}]*\})", template):
-        if part.startswith("{") and part.endswith("}"):
-            out.append(".+" if part[1:2] in ("+", "#", "/", ".", ";", "?", "&") else "[^/?#]+")
-        else:
-            out.append(re.escape(part))
-    return re.compile("".join(out))
+class _Template:
+    """A matcher for an RFC 6570 URI template that runs in O(len(uri) * tokens), never backtracking.
+
+    A simple ``{var}`` matches one or more characters other than ``/?#``; reserved, fragment and
+    path expansions (``{+var}``, ``{#var}``, ``{/var}``, …) match one or more of any character. A
+    regex would do, but templates come from upstreams and URIs from clients: a hostile pair must
+    not make matching exponential."""
+
+    __slots__ = ("tokens",)
+
+    def __init__(self, template: str) -> None:
+        tokens: list[str | bool] = []  # a literal character, or a variable (True: may span '/?#')
+        for part in re.split(r"(\{[^}]*\})", template):
+            if part.startswith("{") and part.endswith("}"):
+                tokens.append(part[1:2] in ("+", "#", "/", ".", ";", "?", "&"))
+            else:
+                tokens.extend(part)
+        self.tokens = tokens
+
+    def fullmatch(self, uri: str) -> bool:
+        if len(uri) > MAX_URI:
+            return False
+        states = {0}  # positions in ``tokens``; a variable state means "inside that variable"
+        reached = self._close(states)
+        for char in uri:
+            advanced: set[int] = set()
+            for state in reached:
+                if state >= len(self.tokens):
+                    continue
+                token = self.tokens[state]
+                if isinstance(token, str):
+                    if token == char:
+                        advanced.add(state + 1)
+                elif token or char not in "/?#":
+                    advanced.add(-(state + 1))  # consumed one character of the variable at ``state``
+            if not advanced:
+                return False
+            reached = self._close(advanced)
+        return len(self.tokens) in reached
+
+    def _close(self, states: set[int]) -> set[int]:
+        """Expand "inside variable i" (``-(i+1)``) into: stay inside it, or leave it."""
+        out: set[int] = set()
+        for state in states:
+            if state < 0:
+                index = -state - 1
+                out.add(index)  # consume more characters of the same variable
+                out.add(index + 1)  # or move past it
+            else:
+                out.add(state)
+        return out
+
+
+MAX_URI = 8192
 
 
 def _b64(data: bytes) -> str:
