@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mcpwall.detect import engine as engine_module
 from mcpwall.detect.engine import Engine, RawMatch, _accept, hyperscan_available
 from mcpwall.detect.normalize import normalize
-from mcpwall.detect.rules import Rule, RuleSpec, build_rule
+from mcpwall.detect.rules import Rule, RuleSpec, build_rule, load_pack
 from mcpwall.detect.samples import examples
 
 needs_hyperscan = pytest.mark.skipif(not hyperscan_available(), reason="the hyperscan package is not installed")
@@ -113,6 +114,42 @@ def test_small_windows_and_string_boundaries(strings: list[str]) -> None:
     got = key(hs.scan(strings).matches)
     assert got == key(rx.scan(strings).matches)
     assert got == reference(NARROW, strings)
+
+
+DENSE = [build_rule(RuleSpec(id=f"dense-{rule.short_id}", pattern=rule.pattern.source, tags=["dense"]),
+                    category="secret", pack="test") for rule in NARROW] + \
+    [rule for rule in load_pack("pii") if "dense" in rule.tags]
+_DENSE_ENGINES: list[Engine] = []
+
+
+def _dense_engines() -> tuple[Engine, Engine]:
+    if not _DENSE_ENGINES:
+        _DENSE_ENGINES.extend([Engine(DENSE, "hyperscan", window=64), Engine(DENSE, "re")])
+    return _DENSE_ENGINES[0], _DENSE_ENGINES[1]
+
+
+DENSE_PIECES = ["key1234", "-xab-", "abxyc", "q12z", "[in]", "[", "]", " ", "\n", "a", "_", "é", "中", "\U0001f600",
+                "2024-05-01T12:00:03Z", "+1 (415) 555-2671", "415.555.2671 x12", "203.0.113.42", "10.0.0.1",
+                "2001:db8::8a2e:370:7334", "fe80::1", "12:30:45", "0", "9", ".", ":", "-", "(", ")"]
+
+
+@needs_hyperscan
+@settings(max_examples=200, deadline=None)
+@given(strings=st.lists(st.lists(st.sampled_from(DENSE_PIECES), max_size=150).map("".join), min_size=1, max_size=4),
+       cap=st.sampled_from([engine_module.MAX_ENDS, 2]))
+def test_dense_rules_confirmed_from_exact_ends_agree(strings: list[str], cap: int) -> None:
+    """Rules tagged dense are searched only where a match can end; across windows, non-ASCII
+    text and with the per-window cap hit (whole-window fallback), nothing changes."""
+    hs, rx = _dense_engines()
+    assert hs._ends_db is not None and hs.window < 400
+    saved = engine_module.MAX_ENDS
+    engine_module.MAX_ENDS = cap
+    try:
+        got = key(hs.scan(strings).matches)
+    finally:
+        engine_module.MAX_ENDS = saved
+    assert got == key(rx.scan(strings).matches)
+    assert got == reference(DENSE, strings)
 
 
 @needs_hyperscan

@@ -242,15 +242,18 @@ def export(config_path: str, fmt: str, output: str | None, proof: bool, **filter
     flt = _make_filters(**filters)
     try:
         head = store.head() if proof else None  # read first: records written meanwhile stay verifiable
+        # A proof covers what a signature covers: records after the last signed head (the unsigned
+        # tail of a running gateway) are left out, or the export would not verify.
+        signed = head.checkpoint.seq if head is not None and head.checkpoint is not None else 0
         rows = _all_rows(store, flt)
         if proof:
-            rows = (row for row in rows if head is None or row.seq <= head.seq)
+            rows = (row for row in rows if row.seq <= signed)
         handle = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
         try:
             count = _emit(rows, fmt, handle)
             if proof and head is not None and head.checkpoint is not None:
                 for cp in store.checkpoints():
-                    if cp.seq <= head.seq:
+                    if cp.seq <= signed:
                         handle.write(orjson.dumps({"checkpoint": orjson.loads(cp.to_json())}).decode() + "\n")
                 handle.write(orjson.dumps({"head": orjson.loads(head.checkpoint.to_json())}).decode() + "\n")
         finally:

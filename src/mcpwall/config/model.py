@@ -79,6 +79,7 @@ class ListenConfig(Strict):
         "auto", description="auto: JSON when the answer is ready at once, SSE once anything streams.")
     legacy_session_idle_timeout: Seconds = 1800.0
     max_sessions: int = Field(10_000, gt=0)
+    max_sessions_per_principal: int = Field(1_000, gt=0, description="Legacy sessions one caller may hold.")
     sse_keepalive: Seconds = 15.0
     legacy_sse: bool = Field(
         False, description="Also serve the deprecated HTTP+SSE transport (2024-11-05): GET /sse opens a "

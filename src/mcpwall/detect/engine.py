@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from mcpwall.detect.normalize import Normalized, normalize, special_ranges
 from mcpwall.detect.rules import Rule, RuleError
-from mcpwall.detect.syntax import MAX_WIDTH, compile_portable, pcre_class
+from mcpwall.detect.syntax import MAX_WIDTH, pcre_class
 from mcpwall.detect.validators import VALIDATORS, placeholder, shannon_entropy
 
 _hs: Any
@@ -51,6 +51,8 @@ Backend = Literal["auto", "hyperscan", "re"]
 SEPARATOR = "\n"
 DEFAULT_WINDOW = 65536
 PEM_LIMIT = 16384
+DENSE = "dense"  # rule tag: the rule matches often in ordinary text (numbers, dates)
+MAX_ENDS = 8192  # exact match ends taken from one window before settling for the whole window
 
 
 def hyperscan_available() -> bool:
@@ -95,28 +97,51 @@ class Engine:
             raise RuleError("the hyperscan backend was requested but the hyperscan package is not installed")
         self.backend: Literal["hyperscan", "re"] = "hyperscan" if backend != "re" and _hs is not None else "re"
         self._db: Any = _compile_hyperscan(self.rules) if self.backend == "hyperscan" else None
+        self._dense: list[int] = []
+        self._ends_db: Any = None
+        if self.backend == "hyperscan":
+            self._dense = [i for i, r in enumerate(self.rules) if DENSE in r.tags and _exact(r.pattern.pcre)]
+            if self._dense:
+                self._ends_db = _compile_set([self.rules[i].pattern.pcre for i in self._dense],
+                                             [self.rules[i].id for i in self._dense], every_end=True)
+        self._dense_ids = frozenset(self._dense)
         self._json_db: Any = _compile_json_prefilter(self.rules) if self.backend == "hyperscan" else None
 
-    def json_clean(self, data: bytes, *, keys: bool = False) -> bool:
-        """True when no string inside the serialised JSON ``data`` can hold a match.
+    @property
+    def json_key_ids(self) -> frozenset[int]:
+        """The ids :meth:`json_found` reports for (possibly) credential-named keys."""
+        return frozenset({len(self.rules) + 1, len(self.rules) + 2})
 
-        ``data`` is the message as ``orjson.dumps`` writes it. The check runs every rule's
-        JSON-escaped rendering (a superset: word boundaries dropped, escapes allowed wherever the
-        text could hold a quote, backslash or control character) plus "needs normalising" over
-        the bytes in one pass, so a clean structured result is never walked string by string.
-        With ``keys``, a field named like a credential also counts as a possible match. Only the
-        Hyperscan backend can answer; the fallback always says no."""
+    def json_found(self, data: bytes | memoryview) -> set[int]:
+        """Which patterns of the JSON prefilter occur in ``data`` (serialised JSON, or a piece of it).
+
+        The prefilter holds every rule's JSON-escaped rendering (a superset: word boundaries
+        dropped, escapes allowed wherever the text could hold a quote, backslash or control
+        character) as id = the rule's index, "needs normalising" as ``len(rules)``, and a key
+        named like a credential as one of :attr:`json_key_ids`. A string
+        inside ``data`` that can hold a match of a rule always makes its rule reported; a piece
+        cut at string delimiters reports what its own strings can hold. Only the Hyperscan
+        backend can answer."""
         if self._json_db is None:
-            return False
+            raise RuleError("the JSON prefilter needs the hyperscan backend")
         found: set[int] = set()
 
         def on_match(rule_id: int, _start: int, _end: int, _flags: int, _ctx: Any) -> None:
             found.add(rule_id)
 
         self._json_db.scan(data, match_event_handler=on_match)
-        if keys:
-            return not found
-        return not (found - {len(self.rules) + 1})
+        return found
+
+    def json_clean(self, data: bytes, *, keys: bool = False) -> bool:
+        """True when no string inside the serialised JSON ``data`` can hold a match.
+
+        ``data`` is the message as ``orjson.dumps`` writes it; see :meth:`json_found`. With
+        ``keys``, a field named like a credential also counts as a possible match. The fallback
+        backend cannot tell and always says no."""
+        if self._json_db is None:
+            return False
+        found = self.json_found(data)
+        return not (found if keys else found - self.json_key_ids)
 
     # -- scanning ------------------------------------------------------------------------
 
@@ -151,11 +176,13 @@ class Engine:
         """Which rules occur in which windows, and which windows need normalising.
 
         ``special`` is None when nothing needs normalising, and covers everything when the text
-        cannot even be encoded (lone surrogates)."""
+        cannot even be encoded (lone surrogates). Rules tagged ``dense`` get narrower spans
+        where they occur: see :meth:`_dense_spans`."""
         hits: dict[int, list[tuple[int, int]]] = {}
         special: list[tuple[int, int]] = []
         special_id = len(self.rules)
         found: set[int] = set()
+        fine: dict[int, list[tuple[int, int]]] = {}
 
         def on_match(rule_id: int, _start: int, _end: int, _flags: int, _ctx: Any) -> None:
             found.add(rule_id)
@@ -171,6 +198,10 @@ class Engine:
                 return {}, [(0, size)]
             found.clear()
             self._db.scan(data, match_event_handler=on_match)
+            dense = found & self._dense_ids
+            if dense:
+                found -= dense
+                self._dense_spans(joined, begin, end, data, dense, fine)
             for rule_id in found:
                 spans = special if rule_id == special_id else hits.setdefault(rule_id, [])
                 if spans and spans[-1][1] >= begin:
@@ -180,7 +211,52 @@ class Engine:
             if end >= size:
                 break
             begin += stride
+        for rule_id, spans in fine.items():
+            hits[rule_id] = _merged(spans)
         return hits, special or None
+
+    def _dense_spans(self, joined: str, begin: int, end: int, data: bytes, rules: set[int],
+                     fine: dict[int, list[tuple[int, int]]]) -> None:
+        """Where in the window ``joined[begin:end]`` matches of the dense ``rules`` can start.
+
+        Number-shaped rules occur in nearly every window of ordinary text, and ``re`` searching
+        a whole window for them is the slow part of a scan. A second database reports every
+        match end of those rules; a match of a rule ending at ``e`` starts in
+        ``[e - max_width, e - min_width]``, so ``re`` only needs to look there. Every real match
+        lies in some window with context on both sides (the windows overlap by more than the
+        longest match), so every one of them is covered. Too many ends, or offsets that cannot
+        be mapped, fall back to the whole window."""
+        ends: list[int] = []  # (dense index << 32) | end offset: one sort orders by rule, then offset
+        add = ends.append
+
+        def on_end(index: int, _start: int, offset: int, _flags: int, _ctx: Any) -> bool:
+            add(index << 32 | offset)
+            return len(ends) >= MAX_ENDS
+
+        try:
+            self._ends_db.scan(data, match_event_handler=on_end)
+            packed = sorted(set(ends))
+            positions = _char_offsets(joined[begin:end], data, sorted({p & 0xFFFFFFFF for p in packed}))
+        except (_hs.ScanTerminated, UnicodeDecodeError):
+            for rule_id in rules:
+                fine.setdefault(rule_id, []).append((begin, end))
+            return
+        current = -1
+        spans: list[tuple[int, int]] = []
+        widest = narrowest = 0
+        for item in packed:
+            rule_id = self._dense[item >> 32]
+            if rule_id != current:
+                current = rule_id
+                spans = fine.setdefault(rule_id, [])
+                widest, narrowest = self.rules[rule_id].pattern.max_width, self.rules[rule_id].pattern.min_width - 1
+            stop = begin + positions[item & 0xFFFFFFFF]
+            low, high = stop - widest, stop - narrowest
+            if spans and spans[-1][0] <= low <= spans[-1][1]:
+                if high > spans[-1][1]:
+                    spans[-1] = (spans[-1][0], high)
+            else:  # a new span, or one from the previous window's overlap: _merged sorts them out
+                spans.append((low if low > begin else begin, high))
 
     def _confirm(self, texts: list[str], joined: str, starts: list[int],
                  hits: dict[int, list[tuple[int, int]]] | None) -> tuple[list[RawMatch], bool]:
@@ -265,6 +341,29 @@ def _join(texts: Sequence[str]) -> tuple[str, list[int]]:
     return SEPARATOR.join(texts), starts
 
 
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for low, high in sorted(spans):
+        if out and low <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], high))
+        else:
+            out.append((low, high))
+    return out
+
+
+def _char_offsets(text: str, data: bytes, offsets: list[int]) -> dict[int, int]:
+    """Character offsets in ``text`` of the byte ``offsets`` (sorted) of its UTF-8 ``data``."""
+    if len(data) == len(text):
+        return {offset: offset for offset in offsets}
+    out: dict[int, int] = {}
+    chars = previous = 0
+    for offset in offsets:
+        chars += len(data[previous:offset].decode("utf-8"))
+        out[offset] = chars
+        previous = offset
+    return out
+
+
 def _touched(starts: list[int], texts: Sequence[str], spans: list[tuple[int, int]]) -> list[int]:
     indexes: set[int] = set()
     for low, high in spans:
@@ -282,15 +381,17 @@ def _compile_hyperscan(rules: Sequence[Rule]) -> Any:
     return _compile_set(expressions, [r.id for r in rules] + ["normalisation"])
 
 
-def _compile_set(expressions: list[str], names: list[str]) -> Any:
-    """Compile a prefilter database (UTF-8, one report per pattern and scan).
+def _compile_set(expressions: list[str], names: list[str], *, every_end: bool = False) -> Any:
+    """Compile a prefilter database (UTF-8, one report per pattern and scan; with ``every_end``,
+    a report for every offset where a match ends).
 
     Patterns Hyperscan finds too large to compile exactly (wide negated classes in UTF-8 mode
     grow quickly) are compiled in its prefilter mode, which may report extra hits but never
     misses one; ``re`` confirms every hit, so results do not change."""
     assert _hs is not None
     encoded = [e.encode() for e in expressions]
-    flags = [_hs.HS_FLAG_UTF8 | _hs.HS_FLAG_SINGLEMATCH | _hs.HS_FLAG_ALLOWEMPTY for _ in encoded]
+    once = 0 if every_end else _hs.HS_FLAG_SINGLEMATCH
+    flags = [_hs.HS_FLAG_UTF8 | once | _hs.HS_FLAG_ALLOWEMPTY for _ in encoded]
     try:
         return _hs_database(encoded, flags)
     except _hs.error:
@@ -310,6 +411,16 @@ def _compile_set(expressions: list[str], names: list[str]) -> Any:
         raise RuleError(f"the pattern engine cannot compile the rule set ({exc})") from None
 
 
+def _exact(expression: str) -> bool:
+    """Does the pattern compile without prefilter mode (so every real match end is reported)?"""
+    assert _hs is not None
+    try:
+        _hs_database([expression.encode()], [_hs.HS_FLAG_UTF8 | _hs.HS_FLAG_ALLOWEMPTY])
+    except _hs.error:
+        return False
+    return True
+
+
 def _hs_database(expressions: list[bytes], flags: list[int]) -> Any:
     assert _hs is not None
     database = _hs.Database(mode=_hs.HS_MODE_BLOCK)
@@ -318,10 +429,34 @@ def _hs_database(expressions: list[bytes], flags: list[int]) -> Any:
     return database
 
 
-# Field names the scanner treats as credentials (see scanner._SENSITIVE_FIELD), as a JSON key.
-_SENSITIVE_KEY = (r'"(?:[^"\\]|\\[^\n]){0,80}(?:password|passwd|passphrase|pwd|secret|token|apikey|api_key|accesskey'
-                  r'|access_key|privatekey|private_key|clientsecret|client_secret|credentials?|authorization|cookie'
-                  r'|sessionid|session_id)"\s{0,4}:')
+# Field names the scanner treats as credentials: a key ending in one of these (any case).
+SENSITIVE_FIELD_WORDS: tuple[str, ...] = (
+    "password", "passwd", "passphrase", "pwd", "secret", "token", "apikey", "api_key", "accesskey", "access_key",
+    "privatekey", "private_key", "clientsecret", "client_secret", "credential", "credentials", "authorization",
+    "cookie", "sessionid", "session_id")
+# Python's case-insensitive matching also folds these non-ASCII letters onto i, k and s (the
+# scanner's field regex is Unicode-aware). Spelling them into the key pattern makes it several
+# times slower to scan, so any of them counts as a possible key on its own: they are rare.
+_UNICODE_FOLDS = "\u0130\u0131\u017f\u212a"
+
+
+def _sensitive_key_pcre() -> str:
+    """A key ending in a credential word, as orjson writes it: the word, the quote, the colon.
+
+    ``$`` in the scanner's field regex also matches before a final newline, hence the optional
+    escaped newline."""
+    words = []
+    for word in SENSITIVE_FIELD_WORDS:
+        parts = []
+        for ch in word:
+            if ch.isalpha():
+                parts.append(pcre_class([(ord(ch), ord(ch)), (ord(ch.upper()), ord(ch.upper()))]))
+            else:
+                parts.append(ch)
+        words.append("".join(parts))
+    return "(?:" + "|".join(words) + ")(?:\\x5cn)?\\x22:"
+
+
 # Control characters as JSON escapes, and DEL: orjson writes them escaped, so the raw class misses them.
 _JSON_SPECIAL = r"\x5cu00(?:0[0-8BbCcEeFf]|1[0-9A-Fa-f]|7[Ff])|\x5c[bf]"
 
@@ -329,9 +464,9 @@ _JSON_SPECIAL = r"\x5cu00(?:0[0-8BbCcEeFf]|1[0-9A-Fa-f]|7[Ff])|\x5c[bf]"
 def _compile_json_prefilter(rules: Sequence[Rule]) -> Any:
     """Rules rendered for serialised JSON, then "needs normalising", then credential-named keys."""
     special = pcre_class(special_ranges()) + "|" + _JSON_SPECIAL
-    key = compile_portable(_SENSITIVE_KEY, ignore_case=True).pcre
-    return _compile_set([r.pattern.json_pcre for r in rules] + [special, key],
-                        [r.id for r in rules] + ["normalisation", "credential-named fields"])
+    folds = pcre_class([(ord(c), ord(c)) for c in _UNICODE_FOLDS])
+    return _compile_set([r.pattern.json_pcre for r in rules] + [special, _sensitive_key_pcre(), folds],
+                        [r.id for r in rules] + ["normalisation", "credential-named fields", "case folds"])
 
 
 _ENGINES: dict[tuple[Any, ...], Engine] = {}

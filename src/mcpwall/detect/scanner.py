@@ -17,15 +17,16 @@ from typing import Any
 
 import orjson
 
+from mcpwall.detect import locate
 from mcpwall.detect import normalize as hidden_kinds
-from mcpwall.detect.engine import Engine
+from mcpwall.detect.engine import SENSITIVE_FIELD_WORDS, Engine
 from mcpwall.detect.rules import Severity
 from mcpwall.detect.validators import placeholder, secret_value
 from mcpwall.detect.walker import Collected, Path, render_path
 
 SENSITIVE = frozenset({"secret", "pii"})
-# Messages with more strings than this are first checked whole, serialised (see Scanner.scan);
-# fewer, larger strings are cheaper to scan directly.
+# Messages with more strings than this are scanned serialised (see Scanner.scan); fewer, larger
+# strings are cheaper to scan directly.
 MANY_STRINGS = 64
 EXCERPT_CONTEXT = 24
 EXCERPT_LIMIT = 160
@@ -52,9 +53,7 @@ _HIDDEN_TITLES = {
 }
 
 # JSON field names whose string values are credentials by definition.
-_SENSITIVE_FIELD = re.compile(
-    r"(?:password|passwd|passphrase|pwd|secret|token|apikey|api_key|accesskey|access_key|privatekey|private_key"
-    r"|clientsecret|client_secret|credentials?|authorization|cookie|sessionid|session_id)$", re.IGNORECASE)
+_SENSITIVE_FIELD = re.compile("(?:" + "|".join(SENSITIVE_FIELD_WORDS) + ")$", re.IGNORECASE)
 _NOT_SENSITIVE_FIELD = re.compile(r"page|cursor|next|continuation|sync|etag|type|name|url|uri|path|id$|_id|count|"
                                   r"expir|length|format|prefix|hint|field|header|usage|limit", re.IGNORECASE)
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
@@ -99,24 +98,41 @@ class Scan:
 
 class Scanner:
     def __init__(self, engine: Engine, *, hidden: Mapping[str, Severity] | None = None,
-                 sensitive_fields: bool = False, json_prefilter: bool = True) -> None:
+                 sensitive_fields: bool = False, json_prefilter: bool = True, many_strings: int = MANY_STRINGS) -> None:
         self.engine = engine
         self.hidden = dict(hidden) if hidden is not None else {}
         self.sensitive_fields = sensitive_fields
         self.json_prefilter = json_prefilter
+        self.many_strings = many_strings
 
     def scan(self, value: Any, root: Path = ()) -> Scan:
-        if self.json_prefilter and self.engine.backend == "hyperscan" and _has_many_strings(value, MANY_STRINGS):
-            # Most messages are clean: one pass over the serialised bytes proves it, and walking
-            # tens of thousands of small strings in Python is the expensive part of a scan.
-            try:
-                data = orjson.dumps(value)
-            except (TypeError, orjson.JSONEncodeError):
-                data = b""
-            if data and self.engine.json_clean(data, keys=self.sensitive_fields):
-                return Scan([])
+        if self.json_prefilter and self.engine.backend == "hyperscan" and _has_many_strings(value, self.many_strings):
+            scan = self._scan_serialised(value, root)
+            if scan is not None:
+                return scan
         collected = Collected(value, root)
         return self._scan(collected.strings, collected.path, collected.key)
+
+    def _scan_serialised(self, value: Any, root: Path) -> Scan | None:
+        """Scan only the strings the serialised message says can match; None: walk it instead.
+
+        Walking tens of thousands of small strings in Python is the expensive part of scanning
+        a structured result; the serialised bytes are checked at C speed and only the few
+        suspect strings are scanned (see :mod:`mcpwall.detect.locate`). Per-string results do
+        not depend on the other strings, so the findings are the walk's findings."""
+        try:
+            data = orjson.dumps(value)
+        except (TypeError, orjson.JSONEncodeError):
+            return None  # not plain JSON (or lone surrogates): the walk copes
+        found = locate.suspect_strings(self.engine, value, data, keys=self.sensitive_fields)
+        if found is None:
+            return None
+        if not found:
+            return Scan([])
+        paths = [root + path for path, _ in found]
+        scan = self._scan([text for _, text in found], paths.__getitem__, lambda i: paths[i][-1] if paths[i] else None)
+        # Which matches a capped scan keeps depends on every string scanned: only the walk decides.
+        return None if scan.truncated else scan
 
     def scan_text(self, text: str, root: Path = ()) -> Scan:
         return self._scan([text], lambda _i: root, lambda _i: root[-1] if root else None)

@@ -192,8 +192,11 @@ def ipv4(text: str) -> bool:
 
 
 def ipv6(text: str) -> bool:
-    if text.count(":") < 2:
+    colons = text.count(":")
+    if colons < 2:
         return False
+    if colons != 7 and "::" not in text and "." not in text and "%" not in text:
+        return False  # the parser's own verdict (8 groups unless compressed), without its exception cost
     try:
         address = ipaddress.IPv6Address(text)
     except ValueError:
@@ -203,22 +206,27 @@ def ipv6(text: str) -> bool:
 
 
 _PHONE_GROUPS = re.compile(r"[ .()-]+")
+_PHONE_EXTENSION = re.compile(r"\s?(?:x|ext)", re.IGNORECASE)
+_DATE_LIKE = re.compile(r"(?:19|20)[0-9]{2}[-./][0-9]{1,2}[-./][0-9]{1,2}.*")
+_OTHER_NUMBER = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9]{3}-[0-9]{2}-[0-9]{4}")
 
 
 def phone(text: str) -> bool:
     """10-15 digits; or 9 when written the way people write phone numbers (a +country code,
     an (area) code, or three separated groups)."""
-    main = re.split(r"\s?(?:x|ext)", text, maxsplit=1, flags=re.IGNORECASE)[0]
+    main = _PHONE_EXTENSION.split(text, maxsplit=1)[0]
     nums = digits(main)
+    if not 9 <= len(nums) <= 15:
+        return False  # most candidates (dates, times, short numbers) stop here, before the costlier checks
     groups = [g for g in _PHONE_GROUPS.split(main.strip()) if g]
     styled = main.lstrip().startswith(("+", "(")) or len(groups) >= 3
     if not (10 <= len(nums) <= 15 or (len(nums) == 9 and styled)) or len(set(nums)) < 3:
         return False
     # Dates and times are not phone numbers.
-    if re.fullmatch(r"(?:19|20)[0-9]{2}[-./][0-9]{1,2}[-./][0-9]{1,2}.*", main.strip()):
+    if _DATE_LIKE.fullmatch(main.strip()):
         return False
     # Addresses and US SSN-shaped numbers have their own detectors.
-    return not re.fullmatch(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9]{3}-[0-9]{2}-[0-9]{4}", main.strip())
+    return not _OTHER_NUMBER.fullmatch(main.strip())
 
 
 def email(text: str) -> bool:

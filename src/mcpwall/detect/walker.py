@@ -33,7 +33,7 @@ def iter_strings(value: Any, root: Path = ()) -> Iterator[tuple[Path, str]]:
         if isinstance(node, str):
             yield path, node
         elif isinstance(node, dict):
-            skip = _binary_keys(node)
+            skip = binary_keys(node)
             children = [((*path, k), v) for k, v in node.items() if isinstance(k, str) and k not in skip]
             stack.extend(reversed(children))
         elif isinstance(node, list):
@@ -66,7 +66,7 @@ class Collected:
                 add_string(node)
                 add_node(node_id)
             elif kind is dict:
-                skip = _binary_keys(node) if ("data" in node or "blob" in node) else _NO_KEYS
+                skip = binary_keys(node) if ("data" in node or "blob" in node) else _NO_KEYS
                 for key in reversed(node):
                     child = node[key]
                     if (type(child) in _CONTAINERS or isinstance(child, (str, dict, list))) \
@@ -103,7 +103,8 @@ class Collected:
         return self.root + tuple(reversed(parts))
 
 
-def _binary_keys(node: dict[str, Any]) -> frozenset[str]:
+def binary_keys(node: dict[str, Any]) -> frozenset[str]:
+    """Keys of ``node`` whose values are binary by contract and never scanned."""
     kind = node.get("type")
     if isinstance(kind, str) and kind in _BINARY_CONTENT and isinstance(node.get("data"), str):
         return frozenset({"data"})

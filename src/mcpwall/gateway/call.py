@@ -34,6 +34,12 @@ class Principal:
     def anonymous(self) -> bool:
         return self.auth_method == "anonymous"
 
+    @property
+    def key(self) -> str:
+        """What sessions, cursors and upstream connections are bound to: the id *and* how it was
+        proven, so an API key named "alice" and a token whose subject is "alice" stay apart."""
+        return f"{self.auth_method}:{self.id}"
+
 
 ANONYMOUS = Principal(id="anonymous")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from mcpwall import __version__, tracing
+from mcpwall import tracing
 from mcpwall.admin import metrics
 from mcpwall.config.model import Config
 from mcpwall.errors import (
@@ -55,10 +56,14 @@ from mcpwall.protocol.versions import (
     negotiate_legacy,
 )
 from mcpwall.scan.admission import AdmissionGate
+from mcpwall.transports.upstream_base import GATEWAY_INFO
 
 log = logging.getLogger("mcpwall.gateway")
 
 MAX_BRIDGE_ROUNDS = 8
+MAX_SUBSCRIPTIONS = 256  # resource URIs one session or listen stream may watch
+MAX_LEARN_PAGES = 100  # pages, and items, the gateway reads to learn one upstream's full list
+MAX_LEARN_ITEMS = 20_000
 # Methods the 2026-07-28 revision removed; modern clients get "method not found" for them.
 LEGACY_ONLY_METHODS = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe",
                                  "resources/unsubscribe"})
@@ -81,7 +86,7 @@ class Reply:
 class Listener:
     """A modern ``subscriptions/listen`` stream."""
 
-    principal_id: str
+    principal_key: str
     subscription_id: Any
     tools: bool = False
     prompts: bool = False
@@ -116,7 +121,8 @@ class Gateway:
         self.admission = AdmissionGate(enabled, self.events)
         self.env.state["admission"] = self.admission
         self.events.subscribe(self._on_admission)
-        self.sessions = SessionStore(config.listen.max_sessions, config.listen.legacy_session_idle_timeout)
+        self.sessions = SessionStore(config.listen.max_sessions, config.listen.legacy_session_idle_timeout,
+                                     config.listen.max_sessions_per_principal)
         self.listeners: set[Listener] = set()
         self.ready = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
@@ -140,15 +146,25 @@ class Gateway:
 
     async def _start_upstream(self, upstream: Upstream) -> None:
         """Start one upstream, after its URL passes the egress rules (metadata, link-local and
-        other never-legitimate targets, checked on the text and on every resolved address)."""
+        other never-legitimate targets). The text and every resolved address are checked now,
+        and every later connection's addresses again (no DNS rebinding after start)."""
         if upstream.config.url is not None:
             from mcpwall.checks.urls import EgressDenied
-            from mcpwall.guards.egress import EgressSettings, resolve_upstream_url
+            from mcpwall.guards.egress import EgressSettings, build_policy, resolve_upstream_url
 
-            settings = getattr(self.config.guards, "egress", None)
+            configured = getattr(self.config.guards, "egress", None)
+            settings = configured if isinstance(configured, EgressSettings) else EgressSettings()
+            policy = build_policy(settings, upstream.name, upstream=True)
+
+            def address_check(address: str) -> None:
+                try:
+                    policy.check_ip(ipaddress.ip_address(address))
+                except (EgressDenied, ValueError) as exc:
+                    raise OSError(f"address refused by the egress rules: {exc}") from None
+
+            upstream.address_check = address_check
             try:
-                await resolve_upstream_url(upstream.config.url,
-                                           settings if isinstance(settings, EgressSettings) else None, upstream.name)
+                await resolve_upstream_url(upstream.config.url, settings, upstream.name)
             except EgressDenied as exc:
                 log.error("upstream %s refused by the egress rules: %s", upstream.name, exc)
                 self.events.emit("upstream.refused", upstream=upstream.name, reason=str(exc))
@@ -191,7 +207,7 @@ class Gateway:
         single = self._single()
         if single is not None and single.handshake.server_info:
             return single.handshake.server_info
-        return {"name": "mcpwall", "version": __version__}
+        return dict(GATEWAY_INFO)
 
     def instructions(self) -> str | None:
         texts = [u.handshake.instructions for u in self.upstreams.values() if u.handshake.instructions]
@@ -380,14 +396,17 @@ class Gateway:
                 return
             items: list[dict[str, Any]] = []
             cursor: Any = None
-            for _ in range(1000):
+            seen: set[str] = set()
+            for _ in range(MAX_LEARN_PAGES):
                 params = {"cursor": cursor} if cursor is not None else {}
                 result, _ = await upstream.request(method, params, **self._identity(call))
                 page = result.get(kind)
                 items.extend(i for i in page if isinstance(i, dict)) if isinstance(page, list) else None
                 cursor = result.get("nextCursor")
-                if not cursor:
+                # A cursor seen before, or a list past the cap, is a misbehaving upstream: stop.
+                if not cursor or str(cursor) in seen or len(items) > MAX_LEARN_ITEMS:
                     break
+                seen.add(str(cursor))
             self.catalog.remember(server, kind, items, replace=True)
 
         servers = [s for s in servers if self.admission.is_admitted(s)]
@@ -448,7 +467,7 @@ class Gateway:
     # -- forwarding ----------------------------------------------------------------------
 
     def _identity(self, call: Call) -> dict[str, Any]:
-        return {"principal_id": call.principal.id, "front_session": call.session_id, "front_era": call.era,
+        return {"principal_key": call.principal.key, "front_session": call.session_id, "front_era": call.era,
                 "client_capabilities": call.client_capabilities}
 
     def _upstream_params(self, call: Call) -> dict[str, Any] | None:
@@ -456,7 +475,7 @@ class Gateway:
         if params is not None and call.method in ("tools/call", "prompts/get") and call.target is not None:
             params["name"] = call.target
         if params is not None and call.era == "legacy" and call.session_id:
-            session = self.sessions.get(call.session_id, call.principal.id)
+            session = self.sessions.get(call.session_id, call.principal.key)
             meta = dict(params.get("_meta") or {})
             meta[META_LOG_LEVEL] = (session.log_level if session and session.log_level else "debug")
             params["_meta"] = meta
@@ -510,6 +529,8 @@ class Gateway:
         subscription serves every client watching a URI, whatever era the upstream speaks."""
         assert isinstance(call.target, str) and call.server is not None
         if call.method == "resources/subscribe":
+            if len(session.subscriptions) >= MAX_SUBSCRIPTIONS and call.target not in session.subscriptions:
+                raise InvalidParams(f"Invalid params: at most {MAX_SUBSCRIPTIONS} subscriptions per session")
             session.subscriptions.add(call.target)
         else:
             session.subscriptions.discard(call.target)
@@ -519,10 +540,18 @@ class Gateway:
     async def sync_subscriptions(self, server: str) -> None:
         wanted: set[str] = set()
         for front in self.sessions.all():
-            wanted |= {u for u in front.subscriptions if self.catalog.resource_owner(u) in (server, None)}
+            wanted |= {u for u in front.subscriptions if self._owner(u) == server}
         for listener in self.listeners:
-            wanted |= {u for u in listener.uris if self.catalog.resource_owner(u) in (server, None)}
+            wanted |= {u for u in listener.uris if self._owner(u) == server}
         await self.upstreams[server].watch_resources(wanted)
+
+    def _owner(self, uri: str) -> str | None:
+        """The upstream a resource URI belongs to, if known (or if only one upstream has resources)."""
+        owner = self.catalog.resource_owner(uri)
+        if owner is None:
+            with_resources = [n for n, u in self.upstreams.items() if "resources" in u.handshake.capabilities]
+            owner = with_resources[0] if len(with_resources) == 1 else None
+        return owner
 
     # -- lists ---------------------------------------------------------------------------
 
@@ -535,7 +564,7 @@ class Gateway:
             plan: dict[str, Any] = {n: None for n, u in self.upstreams.items()
                                     if capability in u.handshake.capabilities}
         else:
-            plan = self.catalog.parse_cursor(cursor, kind, call.principal.id)
+            plan = self.catalog.parse_cursor(cursor, kind, call.principal.key)
         plan = {server: c for server, c in plan.items() if self.admission.is_admitted(server)}
         items: list[dict[str, Any]] = []
         remaining: dict[str, Any] = {}
@@ -574,7 +603,7 @@ class Gateway:
         call.scratch.pop("list_prefix", None)
         out: dict[str, Any] = {kind: items}
         if remaining:
-            out["nextCursor"] = self.catalog.mint_cursor(kind, call.principal.id, remaining)
+            out["nextCursor"] = self.catalog.mint_cursor(kind, call.principal.key, remaining)
         if call.era == "modern":
             out["ttlMs"] = min(ttl) if ttl else 0
             out["cacheScope"] = "private"  # filtered per principal: never shareable
@@ -626,7 +655,7 @@ class Gateway:
         elif method == "notifications/message":
             principal, front_session, _era = key
             for session in self.sessions.all():
-                if session.principal_id == principal and (not front_session or session.id == front_session):
+                if session.principal_key == principal and (not front_session or session.id == front_session):
                     session.push(message)
 
     async def listen(self, call: Call) -> tuple[Listener, dict[str, Any]]:
@@ -643,7 +672,7 @@ class Gateway:
         wanted = call.params.get("notifications")
         wanted = wanted if isinstance(wanted, dict) else {}
         caps = self.capabilities()
-        listener = Listener(call.principal.id, call.request_id, call=call)
+        listener = Listener(call.principal.key, call.request_id, call=call)
         honoured: dict[str, Any] = {}
         for flag, kind in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
                            ("resourcesListChanged", "resources")):
@@ -652,7 +681,12 @@ class Gateway:
                 honoured[flag] = True
         uris = wanted.get("resourceSubscriptions")
         if isinstance(uris, list) and caps.get("resources", {}).get("subscribe"):
-            listener.uris = {u for u in uris if isinstance(u, str)}
+            requested = {u for u in uris[:MAX_SUBSCRIPTIONS] if isinstance(u, str)}
+            if any(self._owner(u) is None for u in requested):
+                candidates = [n for n, u in self.upstreams.items() if "resources" in u.handshake.capabilities]
+                await self._learn_resources(call, candidates)
+            # Only URIs that belong to an upstream are watched: nothing is subscribed everywhere.
+            listener.uris = {u for u in requested if self._owner(u) is not None}
             honoured["resourceSubscriptions"] = sorted(listener.uris)
         self.listeners.add(listener)
         if listener.uris:
@@ -686,7 +720,7 @@ class Gateway:
                 task.cancel()
         elif method == "notifications/roots/list_changed":
             for upstream in self.upstreams.values():
-                await upstream.notify(method, None, principal_id=call.principal.id,
+                await upstream.notify(method, None, principal_key=call.principal.key,
                                       front_session=call.session_id, front_era=call.era)
 
 

@@ -56,7 +56,7 @@ async def _fetch_one(upstream: Upstream) -> dict[str, list[dict[str, Any]]]:
             for _ in range(MAX_PAGES):
                 params = {"cursor": cursor} if cursor is not None else {}
                 try:
-                    result, _ = await upstream.request(method, params, principal_id=INTERNAL_PRINCIPAL,
+                    result, _ = await upstream.request(method, params, principal_key=INTERNAL_PRINCIPAL,
                                                        front_session=None, front_era=era, client_capabilities={})
                 except McpwallError as exc:
                     raise McpwallError(f"upstream {upstream.name}: {method} failed: {exc.message}") from None

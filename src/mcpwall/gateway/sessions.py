@@ -9,7 +9,6 @@ are the upstream sessions opened for them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import secrets
@@ -31,7 +30,7 @@ class FrontSession:
     """A legacy client session (HTTP with ``Mcp-Session-Id``, or the one session of stdio)."""
 
     id: str
-    principal_id: str
+    principal_key: str
     protocol_version: str
     client_capabilities: dict[str, Any]
     client_info: dict[str, Any]
@@ -41,18 +40,19 @@ class FrontSession:
     subscriptions: set[str] = field(default_factory=set)
     # Messages for the standalone stream (HTTP GET) or stdout (stdio): unsolicited notifications
     # and server→client requests that belong to no open request stream.
-    outbox: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(OUTBOX_LIMIT))
+    outbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     pending: dict[Any, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     in_flight: dict[Any, asyncio.Task[Any]] = field(default_factory=dict)
     stream_open: bool = False
     closed: bool = False
 
     def push(self, message: dict[str, Any]) -> None:
-        """Queue an unsolicited message; the oldest is dropped when the client stops reading."""
-        if self.outbox.full():
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.outbox.get_nowait()
-            log.warning("session outbox full; dropped the oldest message")
+        """Queue a message for the session's stream. Notifications beyond the limit are dropped
+        when the client stops reading; responses and requests never are (they are bounded by the
+        requests in flight, and dropping one would leave a caller waiting forever)."""
+        if "id" not in message and self.outbox.qsize() >= OUTBOX_LIMIT:
+            log.warning("session outbox full; dropped a notification")
+            return
         self.outbox.put_nowait(message)
 
     def resolve(self, message: dict[str, Any]) -> bool:
@@ -65,30 +65,38 @@ class FrontSession:
 
 
 class SessionStore:
-    def __init__(self, max_sessions: int, idle_timeout: float) -> None:
+    def __init__(self, max_sessions: int, idle_timeout: float, max_per_principal: int | None = None) -> None:
         self.max_sessions = max_sessions
+        self.max_per_principal = max_per_principal or max_sessions
         self.idle_timeout = idle_timeout
         self._sessions: dict[str, FrontSession] = {}
+        self._per_principal: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, principal_id: str, protocol_version: str, capabilities: dict[str, Any],
+    def create(self, principal_key: str, protocol_version: str, capabilities: dict[str, Any],
                client_info: dict[str, Any]) -> FrontSession:
         if len(self._sessions) >= self.max_sessions:
             raise UpstreamUnavailable("the gateway has too many open sessions; try again later")
-        session = FrontSession(secrets.token_urlsafe(32), principal_id, protocol_version, capabilities, client_info)
+        if self._per_principal.get(principal_key, 0) >= self.max_per_principal:
+            # One caller cannot use up everyone's sessions.
+            raise UpstreamUnavailable("too many open sessions for this caller; end some first")
+        session = FrontSession(secrets.token_urlsafe(32), principal_key, protocol_version, capabilities, client_info)
         self._sessions[session.id] = session
+        self._per_principal[principal_key] = self._per_principal.get(principal_key, 0) + 1
         return session
 
     def adopt(self, session: FrontSession) -> None:
         """Register a session the front created itself (stdio has exactly one)."""
+        if session.id not in self._sessions:
+            self._per_principal[session.principal_key] = self._per_principal.get(session.principal_key, 0) + 1
         self._sessions[session.id] = session
 
-    def get(self, session_id: str, principal_id: str) -> FrontSession | None:
+    def get(self, session_id: str, principal_key: str) -> FrontSession | None:
         """The live session with this id, if it belongs to this principal."""
         session = self._sessions.get(session_id)
-        if session is None or session.closed or session.principal_id != principal_id:
+        if session is None or session.closed or session.principal_key != principal_key:
             return None
         session.last_seen = time.monotonic()
         return session
@@ -96,6 +104,11 @@ class SessionStore:
     def remove(self, session_id: str) -> FrontSession | None:
         session = self._sessions.pop(session_id, None)
         if session is not None:
+            left = self._per_principal.get(session.principal_key, 1) - 1
+            if left > 0:
+                self._per_principal[session.principal_key] = left
+            else:
+                self._per_principal.pop(session.principal_key, None)
             session.closed = True
             for task in session.in_flight.values():
                 task.cancel()

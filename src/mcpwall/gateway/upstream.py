@@ -37,9 +37,13 @@ from mcpwall.transports.upstream_stdio import StdioSession
 log = logging.getLogger("mcpwall.upstream")
 
 DEFAULT_LEGACY_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}, "url": {}}}
-INTERNAL_PRINCIPAL = "anonymous"  # the probe session doubles as the anonymous principal's session
+# The gateway's own upstream sessions (probing, change streams, subscriptions) are bound to this
+# principal key — the anonymous principal's, so a gateway without authentication reuses the
+# probe session for its clients instead of starting a second process. Authenticated principals
+# have keys of their own method ("apikey:…", "jwt:…") and can never share it.
+INTERNAL_PRINCIPAL = "anonymous:anonymous"
 
-SessionKey = tuple[str, str, Era]  # (principal id, front session id or "", era)
+SessionKey = tuple[str, str, Era]  # (principal key, front session id or "", era)
 CircuitState = Literal["closed", "open", "half_open"]
 
 
@@ -116,6 +120,8 @@ class Upstream:
         self._sessions: dict[SessionKey, _Entry] = {}
         self._locks: dict[SessionKey, asyncio.Lock] = {}
         self._http: aiohttp.ClientSession | None = None
+        # Set by the gateway: raises OSError for an address the egress rules forbid.
+        self.address_check: Callable[[str], None] | None = None
         self._backoff = 0.0
         self._not_before = 0.0
         self.restarts = 0
@@ -130,7 +136,8 @@ class Upstream:
     async def start(self) -> None:
         """Detect the era and learn capabilities. Failure leaves the upstream down, not the gateway."""
         if self.config.transport != "stdio":
-            self._http = make_client(self.config.headers, self.config.connect_timeout)
+            self._http = make_client(self.config.headers, self.config.connect_timeout,
+                                     address_check=self.address_check)
         try:
             await self._probe()
             self.ready = True
@@ -181,14 +188,14 @@ class Upstream:
             return "modern" if self.modern else "legacy"
         return "legacy" if self.legacy is not False else "modern"
 
-    def _key(self, principal_id: str, front_session: str | None, era: Era) -> SessionKey:
+    def _key(self, principal_key: str, front_session: str | None, era: Era) -> SessionKey:
         scoped = front_session if (self.config.session_scope == "session" and era == "legacy") else None
-        return (principal_id, scoped or "", era)
+        return (principal_key, scoped or "", era)
 
-    async def session_for(self, principal_id: str, front_session: str | None, front_era: Era,
+    async def session_for(self, principal_key: str, front_session: str | None, front_era: Era,
                           client_capabilities: dict[str, Any] | None = None) -> UpstreamSession:
         era = self.era_for(front_era)
-        key = self._key(principal_id, front_session, era)
+        key = self._key(principal_key, front_session, era)
         entry = self._sessions.get(key)
         if entry is not None and _alive(entry.session):
             entry.last_used = time.monotonic()
@@ -212,7 +219,7 @@ class Upstream:
                 if era == "legacy" and self.config.era == "auto" and self.modern:
                     log.info("upstream %s: refuses legacy sessions (%s); bridging", self.name, exc.message)
                     self.legacy = False
-                    return await self.session_for(principal_id, front_session, front_era, client_capabilities)
+                    return await self.session_for(principal_key, front_session, front_era, client_capabilities)
                 raise
 
     async def _open(self, key: SessionKey, legacy_caps: dict[str, Any]) -> UpstreamSession:
@@ -220,7 +227,7 @@ class Upstream:
         if now < self._not_before:
             raise UpstreamUnavailable(f"upstream {self.name} is restarting",
                                       data={"upstream": self.name, "retryAfter": round(self._not_before - now, 1)})
-        await self._make_room()
+        await self._make_room(key[0])
         era = key[2]
 
         def unsolicited(message: dict[str, Any]) -> None:
@@ -256,13 +263,16 @@ class Upstream:
             self.handshake = session.handshake
         return session
 
-    async def _make_room(self) -> None:
+    async def _make_room(self, for_principal: str) -> None:
         if self.config.transport != "stdio":
             return
         live = [(k, e) for k, e in self._sessions.items() if _alive(e.session)]
         if len(live) < self.config.max_processes:
             return
-        idle = sorted((e.last_used, k) for k, e in live if not e.session.in_flight and k[0] != INTERNAL_PRINCIPAL)
+        # Only the same principal's idle processes make room: one caller must not be able to
+        # evict everyone else's upstreams by opening sessions.
+        idle = sorted((e.last_used, k) for k, e in live
+                      if not e.session.in_flight and k[0] != INTERNAL_PRINCIPAL and k[0] == for_principal)
         if not idle:
             raise UpstreamUnavailable(f"upstream {self.name} is at its process limit",
                                       data={"upstream": self.name})
@@ -330,7 +340,7 @@ class Upstream:
                                 ("resources/unsubscribe", self._legacy_subscribed - uris)):
             for uri in targets:
                 try:
-                    await self.request(method, {"uri": uri}, principal_id=INTERNAL_PRINCIPAL, front_session=None,
+                    await self.request(method, {"uri": uri}, principal_key=INTERNAL_PRINCIPAL, front_session=None,
                                        front_era="legacy", client_capabilities={})
                 except McpwallError as exc:
                     log.warning("upstream %s: %s %s failed: %s", self.name, method, uri, exc.message)
@@ -342,7 +352,7 @@ class Upstream:
 
     # -- requests ------------------------------------------------------------------------
 
-    async def request(self, method: str, params: dict[str, Any] | None, *, principal_id: str,
+    async def request(self, method: str, params: dict[str, Any] | None, *, principal_key: str,
                       front_session: str | None, front_era: Era, client_capabilities: dict[str, Any],
                       sink: Sink | None = None, headers: dict[str, str] | None = None,
                       timeout: float | None = None) -> tuple[dict[str, Any], Era]:
@@ -350,7 +360,7 @@ class Upstream:
         self.circuit.before()
         started = time.monotonic()
         try:
-            session = await self.session_for(principal_id, front_session, front_era, client_capabilities)
+            session = await self.session_for(principal_key, front_session, front_era, client_capabilities)
             options = RequestOptions(timeout=timeout or self.config.timeout, sink=sink, headers=headers or {},
                                      client_capabilities=client_capabilities)
             result = await session.request(method, params, options)
@@ -370,10 +380,10 @@ class Upstream:
         metrics.observe_upstream(self.name, time.monotonic() - started)
         return result, session.era
 
-    async def notify(self, method: str, params: dict[str, Any] | None, *, principal_id: str,
+    async def notify(self, method: str, params: dict[str, Any] | None, *, principal_key: str,
                      front_session: str | None, front_era: Era) -> None:
         era = self.era_for(front_era)
-        entry = self._sessions.get(self._key(principal_id, front_session, era))
+        entry = self._sessions.get(self._key(principal_key, front_session, era))
         if entry is not None and _alive(entry.session):
             with contextlib.suppress(McpwallError):
                 await entry.session.notify(method, params)

@@ -46,7 +46,7 @@ def _matches(engine: Any, text: str) -> list[tuple[str, Severity, str]]:
         seen.add(rule.id)
         level = int(rule.severity)
         severity = _SEVERITIES[level] if 0 <= level < len(_SEVERITIES) else "medium"
-        out.append((rule.id, severity, scan.texts[match.index].text[match.start:match.end]))
+        out.append((rule.id, severity, scan.norm(match.index).text[match.start:match.end]))
     return out
 
 

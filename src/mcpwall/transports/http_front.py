@@ -56,6 +56,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_PATH, MESSAGES_PATH = "/sse", "/messages"  # the deprecated HTTP+SSE transport, when enabled
+BODY_TIMEOUT = 30.0  # seconds between body chunks before a request is abandoned
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
 
@@ -207,7 +208,11 @@ class HttpFront:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout(BODY_TIMEOUT):  # a client may not trickle a body forever
+                    message = await receive()
+            except TimeoutError:
+                raise HttpError(408, "Request Timeout: the body did not arrive in time") from None
             if message["type"] == "http.disconnect":
                 raise HttpError(400, "client disconnected")
             chunk = message.get("body", b"")
@@ -271,7 +276,7 @@ class HttpFront:
         if not messages or session_id is None:
             raise HttpError(400, "Invalid Request: batches are only accepted under protocol 2025-03-26")
         probe = await self._base_call(scope, headers, {}, body)
-        session = self.gateway.sessions.get(session_id, probe.principal.id)
+        session = self.gateway.sessions.get(session_id, probe.principal.key)
         if session is None:
             raise HttpError(404, "Not Found: unknown session", code=-32001)
         if session.protocol_version != BATCH_VERSION:
@@ -313,7 +318,7 @@ class HttpFront:
             call.era = "legacy"
             return None
         if session_id is not None:
-            session = self.gateway.sessions.get(session_id, call.principal.id)
+            session = self.gateway.sessions.get(session_id, call.principal.key)
             if session is None:
                 raise HttpError(404, "Not Found: unknown or expired session", code=-32001)
             if version_header is not None and version_header != session.protocol_version \
@@ -374,7 +379,7 @@ class HttpFront:
             return
         version = reply.message["result"].get("protocolVersion", LEGACY_VERSIONS[0])
         try:
-            session = self.gateway.sessions.create(call.principal.id, version, caps or {}, info or {})
+            session = self.gateway.sessions.create(call.principal.key, version, caps or {}, info or {})
         except McpwallError as exc:
             await _send_reply(send, Reply(jsonrpc.error_response(call.request_id, to_wire(exc)), 503))
             return
@@ -459,7 +464,7 @@ class HttpFront:
         if "text/event-stream" not in headers.get("accept", "") and "*/*" not in headers.get("accept", ""):
             raise HttpError(406, "Not Acceptable: Accept must list text/event-stream")
         call = await self._base_call(scope, headers, {"jsonrpc": "2.0", "method": "http/get"}, b"")
-        session = self.gateway.sessions.get(session_id, call.principal.id)
+        session = self.gateway.sessions.get(session_id, call.principal.key)
         if session is None:
             raise HttpError(404, "Not Found: unknown or expired session", code=-32001)
         if session.stream_open:
@@ -494,7 +499,7 @@ class HttpFront:
         headers = _headers(scope)
         call = await self._base_call(scope, headers, {"jsonrpc": "2.0", "method": "http/sse"}, b"")
         try:
-            session = self.gateway.sessions.create(call.principal.id, "2024-11-05", {}, {})
+            session = self.gateway.sessions.create(call.principal.key, "2024-11-05", {}, {})
         except McpwallError as exc:  # at max_sessions: refuse like initialize does, never raise out of the app
             raise HttpError(503, exc.message, code=exc.code) from None
         session.stream_open = True
@@ -534,7 +539,7 @@ class HttpFront:
         except McpwallError as exc:
             raise HttpError(exc.http_status or 400, exc.message, code=exc.code) from None
         call = await self._base_call(scope, headers, message, body)
-        session = self.gateway.sessions.get(session_id, call.principal.id)
+        session = self.gateway.sessions.get(session_id, call.principal.key)
         if session is None:
             raise HttpError(404, "Not Found: unknown or expired session", code=-32001)
         call.session_id, call.protocol_version = session.id, session.protocol_version
@@ -571,7 +576,7 @@ class HttpFront:
         if session_id is None:
             raise HttpError(405, "Method Not Allowed", headers={"allow": "POST"})
         call = await self._base_call(scope, headers, {"jsonrpc": "2.0", "method": "http/delete"}, b"")
-        if self.gateway.sessions.get(session_id, call.principal.id) is None:
+        if self.gateway.sessions.get(session_id, call.principal.key) is None:
             raise HttpError(404, "Not Found: unknown or expired session", code=-32001)
         await self.gateway.end_session(session_id)
         await _plain(send, 200, b"")

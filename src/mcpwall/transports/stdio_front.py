@@ -25,6 +25,7 @@ from mcpwall.protocol.versions import (
     META_PROTOCOL_VERSION,
     MODERN_VERSIONS,
 )
+from mcpwall.transports.lines import read_line
 
 log = logging.getLogger("mcpwall.stdio")
 
@@ -39,7 +40,7 @@ class StdioFront:
         self._write_lock = asyncio.Lock()
         # One front session object holds the in-flight tasks and pending server requests for
         # both eras; it joins the gateway's session store once the client initializes.
-        self.session = FrontSession("stdio", ANONYMOUS.id, LATEST_LEGACY, {}, {})
+        self.session = FrontSession("stdio", ANONYMOUS.key, LATEST_LEGACY, {}, {})
         self.initialized = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -53,7 +54,7 @@ class StdioFront:
         pump = asyncio.create_task(self._pump_outbox())
         try:
             while True:
-                line = await self._read_line()
+                line = await read_line(self.reader)
                 if line is None:
                     await self.write(jsonrpc.error_response(None, {"code": -32600, "message": "message too large"}))
                     continue
@@ -68,28 +69,6 @@ class StdioFront:
             for task in list(self._tasks):
                 with contextlib.suppress(BaseException):
                     await task
-
-    async def _read_line(self) -> bytes | None:
-        """The next line (b"" at end of input), or None for a line over the reader's limit.
-
-        An overlong line is skipped whole, up to and including its newline. ``readline`` would
-        only drop what it had buffered, and the rest of the line would then be read as a message
-        of its own — the tail of a huge line could smuggle in a request."""
-        try:
-            return await self.reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError as exc:
-            return exc.partial  # end of input: a last line without a newline, or b""
-        except asyncio.LimitOverrunError as exc:
-            skip = exc.consumed  # bytes buffered before the newline (or before the limit was hit)
-        while True:
-            try:
-                await self.reader.readexactly(skip)
-                await self.reader.readuntil(b"\n")  # the rest of the line, newline included
-                return None
-            except asyncio.IncompleteReadError:
-                return None  # input ended inside the overlong line
-            except asyncio.LimitOverrunError as exc:
-                skip = exc.consumed
 
     async def _pump_outbox(self) -> None:
         while True:
@@ -205,7 +184,7 @@ class StdioFront:
             self.session.protocol_version = reply.message["result"].get("protocolVersion", LATEST_LEGACY)
             self.session.client_capabilities = caps or {}
             self.session.client_info = info or {}
-            self.session.principal_id = call.principal.id
+            self.session.principal_key = call.principal.key
             self.session.closed = False
             self.gateway.sessions.adopt(self.session)
             self.initialized = True

@@ -18,7 +18,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mcpwall import __version__
 from mcpwall.errors import METHOD_NOT_FOUND
 from mcpwall.protocol.versions import (
     LATEST_LEGACY,
@@ -30,7 +29,14 @@ from mcpwall.protocol.versions import (
 
 log = logging.getLogger("mcpwall.upstream")
 
-GATEWAY_CLIENT_INFO = {"name": "mcpwall", "version": __version__}
+# What the gateway calls itself, to upstreams and clients alike. The version is a protocol-facing
+# label, not the release: no version string ever reaches a peer.
+GATEWAY_INFO = {"name": "mcpwall", "version": "1"}
+GATEWAY_CLIENT_INFO = GATEWAY_INFO
+# Server→client requests the gateway relays to clients (2025-11-25 and earlier); ping it answers.
+RELAYED_SERVER_REQUESTS = frozenset({"sampling/createMessage", "elicitation/create", "roots/list"})
+# Server→client requests one upstream session may have waiting on clients at once.
+MAX_SERVER_REQUESTS = 16
 CANCEL_GRACE = 1.0  # how long a timed-out or cancelled request waits to tell the upstream so
 
 
@@ -81,6 +87,7 @@ class UpstreamSession(abc.ABC):
         self._progress: dict[str, tuple[Any, Sink]] = {}
         self.in_flight: dict[int, Sink | None] = {}
         self._spawned: set[asyncio.Task[None]] = set()
+        self._server_requests = 0
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background, keeping a reference until it finishes."""
@@ -108,10 +115,13 @@ class UpstreamSession(abc.ABC):
             meta[META_PROTOCOL_VERSION] = self.handshake.protocol_version or LATEST_MODERN
             meta[META_CLIENT_CAPABILITIES] = options.client_capabilities
         token = None
-        if "progressToken" in meta and options.sink is not None:
-            token = f"mcpwall-{next(self._tokens)}"
-            self._progress[token] = (meta["progressToken"], options.sink)
-            meta["progressToken"] = token
+        if "progressToken" in meta:
+            if options.sink is None:
+                del meta["progressToken"]  # nobody to tell; and a raw client token could collide with ours
+            else:
+                token = f"mcpwall-{next(self._tokens)}"
+                self._progress[token] = (meta["progressToken"], options.sink)
+                meta["progressToken"] = token
         if meta:
             params["_meta"] = meta
         else:
@@ -149,18 +159,28 @@ class UpstreamSession(abc.ABC):
         from mcpwall.protocol.jsonrpc import error_response, response
 
         rid = message.get("id")
-        if message.get("method") == "ping":
+        method = message.get("method")
+        if method == "ping":
             return response(rid, {})
+        if method not in RELAYED_SERVER_REQUESTS:
+            # Clients never declared anything else; relaying unknown methods would hand an
+            # upstream a channel the protocol does not give it.
+            return error_response(rid, {"code": METHOD_NOT_FOUND, "message": f"Method not found: {method}"})
+        if self._server_requests >= MAX_SERVER_REQUESTS:
+            return error_response(rid, {"code": -31429, "message": "too many server requests in flight"})
         if sink is None:
             candidates = [s for s in self.in_flight.values() if s is not None]
             sink = candidates[0] if candidates else None
         if sink is None:
             return error_response(rid, {"code": METHOD_NOT_FOUND,
                                         "message": "no client is waiting on this server; request not relayed"})
+        self._server_requests += 1
         try:
             return response(rid, await sink.on_request(message))
         except Exception as exc:  # relayed failures become a JSON-RPC error for the server
             return error_response(rid, to_wire(exc))
+        finally:
+            self._server_requests -= 1
 
     async def send_cancel(self, rid: int, reason: str) -> None:
         """Tell the upstream a request is abandoned, waiting at most CANCEL_GRACE: an upstream that

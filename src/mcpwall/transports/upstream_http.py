@@ -14,6 +14,8 @@ import asyncio
 import base64
 import contextlib
 import logging
+import socket
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -40,12 +42,36 @@ STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=None)
 POST_TIMEOUT = 30.0  # a message that expects no JSON-RPC answer (notification, reply) must still be taken
 
 
-def make_client(headers: dict[str, str], connect_timeout: float, max_connections: int = 256) -> aiohttp.ClientSession:
+class CheckedResolver(aiohttp.abc.AbstractResolver):
+    """DNS resolution that refuses addresses the egress rules forbid, on every connection.
+
+    Checking an upstream's URL once at start would leave DNS rebinding open: the name could
+    resolve to an internal address later. Here every answer is checked before it is used."""
+
+    def __init__(self, check: Callable[[str], None]) -> None:
+        self._inner = aiohttp.DefaultResolver()
+        self._check = check
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            self._check(result["host"])  # raises OSError: aiohttp reports a connection error
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def make_client(headers: dict[str, str], connect_timeout: float, max_connections: int = 256,
+                address_check: Callable[[str], None] | None = None) -> aiohttp.ClientSession:
     """The pooled client of one upstream: its own credentials, no cookies, no redirects followed,
-    no compression asked for (bodies are counted against the size limit as they arrive)."""
+    no compression asked for (bodies are counted against the size limit as they arrive), and
+    every resolved address checked by ``address_check`` when given."""
+    resolver = CheckedResolver(address_check) if address_check is not None else None
     return aiohttp.ClientSession(
         headers=headers,
-        connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections, keepalive_timeout=60),
+        connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections, keepalive_timeout=60,
+                                       resolver=resolver),
         timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout),
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=("Accept-Encoding", "User-Agent"),

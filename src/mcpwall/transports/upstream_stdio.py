@@ -18,6 +18,7 @@ from typing import Any
 from mcpwall.errors import ProtocolError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from mcpwall.protocol import jsonrpc
 from mcpwall.protocol.versions import LATEST_MODERN, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, Era
+from mcpwall.transports.lines import read_line
 from mcpwall.transports.upstream_base import (
     RequestOptions,
     Sink,
@@ -32,7 +33,7 @@ log = logging.getLogger("mcpwall.upstream.stdio")
 
 ENV_ALLOWLIST = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ",
                  "SYSTEMROOT", "npm_config_cache")
-LINE_LIMIT = 64 * 1024 * 1024
+LINE_SLACK = 64 * 1024  # a message may be up to the size limit; the line limit adds a margin
 SHUTDOWN_GRACE = 2.0
 WRITE_TIMEOUT = 10.0  # longest wait for the child to take one message off its stdin
 
@@ -66,7 +67,8 @@ class StdioSession(UpstreamSession):
             self.process = await asyncio.create_subprocess_exec(
                 self.command, *self.args,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=child_environment(self.env), cwd=self.cwd, limit=LINE_LIMIT, start_new_session=True)
+                env=child_environment(self.env), cwd=self.cwd, limit=self.limits.max_bytes + LINE_SLACK,
+                start_new_session=True)
         except OSError as exc:
             log.error("upstream %s: cannot start %r: %s", self.name, self.command, exc.strerror)
             raise UpstreamUnavailable(f"upstream {self.name} could not be started") from None
@@ -139,11 +141,12 @@ class StdioSession(UpstreamSession):
         stdout = self.process.stdout
         try:
             while True:
-                try:
-                    line = await stdout.readline()
-                except (ValueError, asyncio.LimitOverrunError):
-                    log.error("upstream %s: a stdout line exceeded %d bytes; stopping it", self.name, LINE_LIMIT)
-                    break
+                line = await read_line(stdout)
+                if line is None:
+                    # Over the size limit: skipped whole; a request it answered will time out.
+                    log.warning("upstream %s: skipped a stdout line over %d bytes", self.name,
+                                self.limits.max_bytes + LINE_SLACK)
+                    continue
                 if not line:
                     break
                 if not line.strip():
