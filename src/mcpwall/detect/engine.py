@@ -16,6 +16,11 @@ alone and Hyperscan only narrows where ``re`` has to look:
   more than that plus one character of context, so every match lies inside a window that
   reported its rule. ``re`` then runs only inside those windows, with an ``endpos`` margin of the
   rule's longest match, which makes every decision it takes there identical to a full scan.
+  Rules tagged ``dense`` (shapes that occur in nearly every window, like phone numbers) are
+  narrowed further, to where a match can start given every match end a second database reports.
+
+A third database holds the rules rendered for serialised JSON (:meth:`Engine.json_found`), which
+:mod:`mcpwall.detect.locate` uses to find the few strings of a large message worth scanning.
 
 Hyperscan reports end offsets and no start, and its match order carries no promise; this design
 needs neither. Scans are synchronous and an engine holds one Hyperscan scratch space: scan from

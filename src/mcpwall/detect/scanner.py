@@ -2,10 +2,12 @@
 
 A :class:`Scanner` pairs an engine with what one kind of scan needs to report: which hidden-text
 kinds matter (and how much), and whether credential-named JSON fields count as secrets. It
-walks a message, runs the engine once over all of its strings, maps every match back to the
-original characters, drops generic findings that a specific rule already explains, and writes an
-excerpt for each finding. Excerpts of secrets and personal data show the surrounding text with
-the value replaced by ``[REDACTED:<rule>]`` — the value itself never leaves this module.
+walks a message (or, for one with many strings, picks out the few that can match from its
+serialised bytes: :mod:`mcpwall.detect.locate`), runs the engine once over those strings, maps
+every match back to the original characters, drops generic findings that a specific rule
+already explains, and writes an excerpt for each finding. Excerpts of secrets and personal data
+show the surrounding text with the value replaced by ``[REDACTED:<rule>]`` — the value itself
+never leaves this module.
 """
 
 from __future__ import annotations

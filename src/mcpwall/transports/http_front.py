@@ -432,15 +432,28 @@ class HttpFront:
             await _send_reply(send, Reply(jsonrpc.error_response(call.request_id, to_wire(exc)),
                                           http_status_for(exc, modern=True)))
             return
+        try:
+            await self._stream(listener.queue, receive, send, first=encode_event(jsonrpc.encode(ack)))
+        finally:
+            await self.gateway.unlisten(listener)
+
+    async def _stream(self, queue: asyncio.Queue[dict[str, Any]], receive: Receive, send: Send, *,
+                      first: bytes = b"", until: Callable[[], bool] = lambda: False,
+                      unsent: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """An SSE response that relays ``queue`` until the client leaves (or ``until()``), with
+        comment keep-alives when idle. A message taken as the client left goes to ``unsent``."""
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await send({"type": "http.response.body", "body": encode_event(jsonrpc.encode(ack)), "more_body": True})
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
         watcher = asyncio.create_task(_wait_disconnect(receive))
         try:
-            while True:
-                getter = asyncio.create_task(listener.queue.get())
+            while not until():
+                getter = asyncio.create_task(queue.get())
                 done, _ = await asyncio.wait({getter, watcher}, timeout=self.config.sse_keepalive,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if watcher in done:
+                    if getter.done() and unsent is not None:
+                        unsent(getter.result())
                     getter.cancel()
                     return
                 if getter in done:
@@ -451,7 +464,6 @@ class HttpFront:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
         finally:
             watcher.cancel()
-            await self.gateway.unlisten(listener)
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -470,27 +482,11 @@ class HttpFront:
         if session.stream_open:
             raise HttpError(409, "Conflict: a stream is already open for this session")
         session.stream_open = True
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        watcher = asyncio.create_task(_wait_disconnect(receive))
         try:
-            while not session.closed:
-                getter = asyncio.create_task(session.outbox.get())
-                done, _ = await asyncio.wait({getter, watcher}, timeout=self.config.sse_keepalive,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if watcher in done:
-                    if getter.done():
-                        session.push(getter.result())
-                    getter.cancel()
-                    return
-                body = encode_event(jsonrpc.encode(getter.result())) if getter in done else KEEPALIVE
-                if getter not in done:
-                    getter.cancel()
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await self._stream(session.outbox, receive, send, until=lambda: session.closed,
+                               unsent=session.push)
         finally:
-            watcher.cancel()
             session.stream_open = False
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     # -- the deprecated HTTP+SSE transport (2024-11-05) ----------------------------------
 
@@ -503,27 +499,12 @@ class HttpFront:
         except McpwallError as exc:  # at max_sessions: refuse like initialize does, never raise out of the app
             raise HttpError(503, exc.message, code=exc.code) from None
         session.stream_open = True
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         endpoint = f"{MESSAGES_PATH}?session_id={session.id}".encode()
-        await send({"type": "http.response.body", "body": encode_event(endpoint, event="endpoint"), "more_body": True})
-        watcher = asyncio.create_task(_wait_disconnect(receive))
         try:
-            while not session.closed:
-                getter = asyncio.create_task(session.outbox.get())
-                done, _ = await asyncio.wait({getter, watcher}, timeout=self.config.sse_keepalive,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if watcher in done:
-                    getter.cancel()
-                    return
-                body = encode_event(jsonrpc.encode(getter.result())) if getter in done else KEEPALIVE
-                if getter not in done:
-                    getter.cancel()
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await self._stream(session.outbox, receive, send, first=encode_event(endpoint, event="endpoint"),
+                               until=lambda: session.closed)
         finally:
-            watcher.cancel()
             await self.gateway.end_session(session.id)  # the stream is the session
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _legacy_sse_message(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST /messages?session_id=…: accept a message; its answer goes out on the stream."""

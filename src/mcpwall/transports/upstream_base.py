@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mcpwall.errors import METHOD_NOT_FOUND
+from mcpwall.errors import METHOD_NOT_FOUND, UpstreamError, UpstreamTimeout, UpstreamUnavailable, to_wire
 from mcpwall.protocol.versions import (
     LATEST_LEGACY,
     LATEST_MODERN,
@@ -88,6 +88,7 @@ class UpstreamSession(abc.ABC):
         self.in_flight: dict[int, Sink | None] = {}
         self._spawned: set[asyncio.Task[None]] = set()
         self._server_requests = 0
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background, keeping a reference until it finishes."""
@@ -155,7 +156,6 @@ class UpstreamSession(abc.ABC):
 
     async def answer_server_request(self, message: dict[str, Any], sink: Sink | None) -> dict[str, Any]:
         """Produce the JSON-RPC response to a server→client request."""
-        from mcpwall.errors import to_wire
         from mcpwall.protocol.jsonrpc import error_response, response
 
         rid = message.get("id")
@@ -181,6 +181,59 @@ class UpstreamSession(abc.ABC):
             return error_response(rid, to_wire(exc))
         finally:
             self._server_requests -= 1
+
+    # -- one request's life, shared by every transport -------------------------------------
+
+    async def run_request(self, rid: int, options: RequestOptions, token: str | None,
+                          exchange: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """Run ``exchange`` (send request ``rid``, return its result) under the request's timeout.
+
+        Timeouts and client cancellations are passed on upstream (``cancel_upstream``); the
+        request's sink and progress token are released however it ends."""
+        self.in_flight[rid] = options.sink
+        try:
+            async with asyncio.timeout(options.timeout):
+                return await exchange()
+        except TimeoutError:
+            await self.cancel_upstream(rid, "timeout")
+            raise UpstreamTimeout(f"upstream {self.name} did not answer within {options.timeout:g}s") from None
+        except asyncio.CancelledError:
+            await self.cancel_upstream(rid, "cancelled by the client")
+            raise
+        finally:
+            self.in_flight.pop(rid, None)
+            self.release_token(token)
+
+    async def send_and_wait(self, rid: int, message: dict[str, Any],
+                            send: Callable[[dict[str, Any]], Awaitable[None]]) -> dict[str, Any]:
+        """For transports whose answers arrive on a shared stream (stdio, HTTP+SSE): send, then
+        wait for the reader to hand over the response with this id (``resolve_response``)."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        try:
+            await send(message)
+            reply = await future
+        finally:
+            self._pending.pop(rid, None)
+        if "error" in reply:
+            raise UpstreamError(reply["error"])
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    def resolve_response(self, message: dict[str, Any]) -> None:
+        future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def fail_pending(self, reason: str) -> None:
+        """The stream ended: every waiting request fails now instead of at its timeout."""
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(UpstreamUnavailable(reason))
+
+    async def cancel_upstream(self, rid: int, reason: str) -> None:
+        """Tell the upstream a request is abandoned (transports that cancel differently override)."""
+        await self.send_cancel(rid, reason)
 
     async def send_cancel(self, rid: int, reason: str) -> None:
         """Tell the upstream a request is abandoned, waiting at most CANCEL_GRACE: an upstream that

@@ -145,19 +145,8 @@ class HttpSession(UpstreamSession):
         rid = self.next_id()
         body = jsonrpc.encode(jsonrpc.request(rid, method, params))
         headers = self._headers(method, params, options.headers)
-        self.in_flight[rid] = options.sink
-        try:
-            async with asyncio.timeout(options.timeout):
-                return await self._exchange(rid, method, body, headers, options.sink)
-        except TimeoutError:
-            await self._cancel_upstream(rid, "timeout")
-            raise UpstreamTimeout(f"upstream {self.name} did not answer within {options.timeout:g}s") from None
-        except asyncio.CancelledError:
-            await self._cancel_upstream(rid, "cancelled by the client")
-            raise
-        finally:
-            self.in_flight.pop(rid, None)
-            self.release_token(token)
+        return await self.run_request(rid, options, token,
+                                      lambda: self._exchange(rid, method, body, headers, options.sink))
 
     async def _exchange(self, rid: int, method: str, body: bytes, headers: dict[str, str],
                         sink: Sink | None) -> dict[str, Any]:
@@ -238,7 +227,7 @@ class HttpSession(UpstreamSession):
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self._post(jsonrpc.notification(method, params))
 
-    async def _cancel_upstream(self, rid: int, reason: str) -> None:
+    async def cancel_upstream(self, rid: int, reason: str) -> None:
         # Modern HTTP: closing the stream is the cancellation. Legacy: say it explicitly.
         if self.era == "legacy":
             await self.send_cancel(rid, reason)  # bounded: the upstream may not be answering at all

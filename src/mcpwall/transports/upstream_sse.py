@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from mcpwall.errors import ProtocolError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from mcpwall.errors import ProtocolError, UpstreamTimeout, UpstreamUnavailable
 from mcpwall.protocol import jsonrpc
 from mcpwall.transports.sse import SSEParser
 from mcpwall.transports.upstream_base import (
@@ -40,7 +40,6 @@ class SseSession(UpstreamSession):
         self.legacy_capabilities = legacy_capabilities
         self.endpoint: str | None = None
         self._endpoint_ready = asyncio.Event()
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
 
     async def open(self, connect_timeout: float) -> None:
@@ -86,9 +85,7 @@ class SseSession(UpstreamSession):
         finally:
             self.closed = True
             self._endpoint_ready.set()
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(UpstreamUnavailable(f"upstream {self.name} closed its event stream"))
+            self.fail_pending(f"upstream {self.name} closed its event stream")
 
     async def _on_message(self, data: str) -> None:
         try:
@@ -98,9 +95,7 @@ class SseSession(UpstreamSession):
             log.warning("upstream %s: ignored a bad message: %s", self.name, exc.message)
             return
         if kind in ("response", "error"):
-            future = self._pending.get(message.get("id"))
-            if future is not None and not future.done():
-                future.set_result(message)
+            self.resolve_response(message)
         elif kind == "notification":
             await self.route_notification(message, None)
         else:
@@ -131,31 +126,9 @@ class SseSession(UpstreamSession):
     async def request(self, method: str, params: dict[str, Any] | None, options: RequestOptions) -> dict[str, Any]:
         params, token = self.prepare_params(params, options)
         rid = self.next_id()
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = future
-        self.in_flight[rid] = options.sink
-        try:
-            # The POST is inside the request's timeout: the upstream may take it and never answer.
-            async with asyncio.timeout(options.timeout):
-                await self._post(jsonrpc.request(rid, method, params))
-                message = await future
-        except TimeoutError:
-            await self._cancel_upstream(rid, "timeout")
-            raise UpstreamTimeout(f"upstream {self.name} did not answer within {options.timeout:g}s") from None
-        except asyncio.CancelledError:
-            await self._cancel_upstream(rid, "cancelled by the client")
-            raise
-        finally:
-            self._pending.pop(rid, None)
-            self.in_flight.pop(rid, None)
-            self.release_token(token)
-        if "error" in message:
-            raise UpstreamError(message["error"])
-        result: dict[str, Any] = message["result"]
-        return result
-
-    async def _cancel_upstream(self, rid: int, reason: str) -> None:
-        await self.send_cancel(rid, reason)  # bounded: the upstream may not be answering at all
+        # The POST is inside the request's timeout: the upstream may take it and never answer.
+        message = jsonrpc.request(rid, method, params)
+        return await self.run_request(rid, options, token, lambda: self.send_and_wait(rid, message, self._post))
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self._post(jsonrpc.notification(method, params))

@@ -15,7 +15,7 @@ import os
 import signal
 from typing import Any
 
-from mcpwall.errors import ProtocolError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from mcpwall.errors import ProtocolError, UpstreamTimeout, UpstreamUnavailable
 from mcpwall.protocol import jsonrpc
 from mcpwall.protocol.versions import LATEST_MODERN, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, Era
 from mcpwall.transports.lines import read_line
@@ -53,7 +53,6 @@ class StdioSession(UpstreamSession):
         self.limits = limits
         self.legacy_capabilities = legacy_capabilities
         self.process: asyncio.subprocess.Process | None = None
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._write_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.exited = asyncio.Event()
@@ -89,35 +88,13 @@ class StdioSession(UpstreamSession):
             raise UpstreamUnavailable(f"upstream {self.name} is not running")
         params, token = self.prepare_params(params, options)
         rid = self.next_id()
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = future
-        self.in_flight[rid] = options.sink
-        try:
-            # The write is inside the timeout: a child that stops reading its stdin fills the pipe,
-            # and drain() would then wait forever.
-            async with asyncio.timeout(options.timeout):
-                await self._write(jsonrpc.request(rid, method, params))
-                message = await future
-        except TimeoutError:
-            await self._cancel_upstream(rid, "timeout")
-            raise UpstreamTimeout(f"upstream {self.name} did not answer within {options.timeout:g}s") from None
-        except asyncio.CancelledError:
-            await self._cancel_upstream(rid, "cancelled by the client")
-            raise
-        finally:
-            self._pending.pop(rid, None)
-            self.in_flight.pop(rid, None)
-            self.release_token(token)
-        if "error" in message:
-            raise UpstreamError(message["error"])
-        result: dict[str, Any] = message["result"]
-        return result
+        # The write is inside the timeout: a child that stops reading its stdin fills the pipe,
+        # and drain() would then wait forever.
+        message = jsonrpc.request(rid, method, params)
+        return await self.run_request(rid, options, token, lambda: self.send_and_wait(rid, message, self._write))
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self._write(jsonrpc.notification(method, params))
-
-    async def _cancel_upstream(self, rid: int, reason: str) -> None:
-        await self.send_cancel(rid, reason)  # bounded: a child that stopped reading must not hold us
 
     async def _write(self, message: dict[str, Any]) -> None:
         process = self.process
@@ -157,9 +134,7 @@ class StdioSession(UpstreamSession):
                     log.exception("upstream %s: failed to handle a message", self.name)
         finally:
             self.exited.set()
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(UpstreamUnavailable(f"upstream {self.name} exited"))
+            self.fail_pending(f"upstream {self.name} exited")
             log.warning("upstream %s: stdout closed (process %s)", self.name, self.pid)
 
     async def _dispatch(self, line: bytes) -> None:
@@ -170,9 +145,7 @@ class StdioSession(UpstreamSession):
             log.warning("upstream %s: ignored a bad message on stdout: %s", self.name, exc.message)
             return
         if kind in ("response", "error"):
-            future = self._pending.get(message.get("id"))
-            if future is not None and not future.done():
-                future.set_result(message)
+            self.resolve_response(message)
         elif kind == "notification":
             await self.route_notification(message, None)
         else:
