@@ -82,6 +82,7 @@ def test_fast_path_gives_the_walks_findings_and_redactions(engine: Engine, value
 def test_splitting_at_delimiters_loses_nothing(engine: Engine, value: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(locate, "CHUNK", 16)  # a check per few tokens, and splits inside each
     monkeypatch.setattr(locate, "DENSE_CHUNKS", 1 << 30)
+    monkeypatch.setattr(locate, "NARROW_PASSES", 1 << 30)
     assert_same(engine, value)
 
 
@@ -102,12 +103,51 @@ def serialised(value: Any) -> bytes:
 
 
 def _delimiters(data: bytes) -> list[int]:
+    """Every quote after an even run of backslashes: the reference for what delimits a token."""
     out = []
-    index = locate._next_delim(data, 0, len(data))
-    while index >= 0:
-        out.append(index)
-        index = locate._next_delim(data, index + 1, len(data))
+    for index, byte in enumerate(data):
+        if byte == 0x22:
+            run = len(data[:index]) - len(data[:index].rstrip(b"\\"))
+            if run % 2 == 0:
+                out.append(index)
     return out
+
+
+@given(st.lists(st.sampled_from([b"\\", b'"', b"a", b"\xc3\xa9"]), max_size=40).map(b"".join),
+       st.integers(min_value=1, max_value=45), st.integers(min_value=0, max_value=45))
+def test_delimiter_search_never_reports_an_escaped_quote(data: bytes, start: int, stop: int) -> None:
+    data = b"{" + data
+    found = locate._delimiter(memoryview(data), start, stop)
+    inside = [d for d in _delimiters(data) if start <= d < min(stop, len(data))]
+    if found >= 0:
+        assert found in inside
+    elif data[start - 1:start] != b"\\":
+        assert inside == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from([b"\\" * 700, b"\\" * 1025, b'"', b"a" * 900, b"\\", b"a"]), max_size=30)
+       .map(b"".join), st.integers(min_value=1, max_value=20000))
+def test_delimiter_search_across_widening_windows(data: bytes, start: int) -> None:
+    """Long backslash runs across the search's window edges: still never an escaped quote, still exact."""
+    data = b"{" + data
+    start = min(start, len(data))
+    found = locate._delimiter(memoryview(data), start, len(data))
+    inside = [d for d in _delimiters(data) if d >= start]
+    if found >= 0:
+        assert found in inside
+    elif data[start - 1:start] != b"\\":
+        assert inside == []
+
+
+@given(st.lists(st.sampled_from([b"\\", b'"', b"a", b"\xc3\xa9"]), max_size=40).map(b"".join),
+       st.integers(min_value=0, max_value=45), st.integers(min_value=0, max_value=45))
+def test_backward_delimiter_search_is_exact(data: bytes, a: int, b: int) -> None:
+    data = b"{" + data
+    assume(a < len(data) and data[a:a + 1] != b"\\")
+    found = locate._delimiter_before(data, data[::-1], a, b)
+    inside = [d for d in _delimiters(data) if a < d < min(b, len(data))]
+    assert found in inside if inside else found == -1
 
 
 @settings(max_examples=200, deadline=None)

@@ -11,9 +11,10 @@ strings:
   inside one string's content, and a credential-named key match (``…token":``) inside one key
   plus the two bytes after it, so cutting the buffer at delimiters never cuts one in two, and
   each piece can be checked alone with the engine's JSON prefilter. The buffer is checked in
-  chunks; a chunk that reports something is split at delimiters near its middle and its pieces
-  are checked again, until every reporting piece is a single token. The prefilter is a superset
-  of the rules, so every string that holds a match is among the suspects.
+  chunks; a chunk that reports something is split at a delimiter near its middle (found by a
+  tiny Hyperscan pattern, forwards or over the reversed bytes) and its pieces are checked again,
+  until every reporting piece is a single token. The prefilter is a superset of the rules, so
+  every string that holds a match is among the suspects.
 * **Back to the value** (:func:`strings_at`). A suspect is the byte offset of a closing quote.
   The path to it is found by descending the Python value: the byte span of a container's
   children comes from serialising slices of it (``orjson.dumps(items[a:b])`` is exactly the
@@ -23,15 +24,15 @@ strings:
 
 Only strings the walker (:mod:`mcpwall.detect.walker`) would visit are returned. Values the walk
 treats in a way serialisation does not mirror (subclasses of ``str``, ``dict``, ``list``) raise
-:class:`Unsupported`; :func:`suspects` returns None when a message has too many suspects for
-this to pay. Either way the caller walks the message instead, with identical results.
+:class:`Unsupported`; :func:`suspects` returns None when narrowing would not pay (suspects all
+over the message, say). Either way the caller walks the message instead, with identical results.
 """
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
-from itertools import pairwise
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -39,19 +40,23 @@ import orjson
 from mcpwall.detect.engine import Engine
 from mcpwall.detect.walker import Path, binary_keys
 
+_hs: Any
+try:
+    import hyperscan as _hs
+except ImportError:  # pragma: no cover - the serialised path needs the hyperscan backend
+    _hs = None
+
 VALUE = 1  # a rule or "needs normalising" reported: the string's content is suspect
 KEY = 2  # a credential-named key reported: the string stored under it is suspect
 CHUNK = 32768  # bytes checked per prefilter call before any splitting
 # Narrowing a suspect down and mapping it back costs some tens of microseconds; walking costs a
-# fraction of a microsecond per string. Past about one suspect per 4 KiB (or when suspects are
-# spread over a quarter of the chunks) the walk is the cheaper way, and gives the same answer.
+# fraction of a microsecond per string. Past about one suspect per 4 KiB (or when over half the
+# chunks report something) the walk is the cheaper way, and gives the same answer.
 BYTES_PER_SUSPECT = 4096
 MIN_SUSPECTS = 16
-DENSE_CHUNKS = 8  # with at least this many chunks, a quarter of them reporting means "dense"
+DENSE_CHUNKS = 8  # with at least this many chunks, half of them reporting means "dense"
 CHECKS_PER_SUSPECT = 64
-
-_QUOTE = b'"'
-_BACKSLASH = 0x5C
+NARROW_PASSES = 4  # bytes narrowing may scan, in passes over the whole message
 
 
 class Unsupported(Exception):
@@ -67,8 +72,9 @@ def suspects(engine: Engine, data: bytes, *, keys: bool, max_suspects: int | Non
     """Closing-quote offsets of the tokens in ``data`` that may hold a match, with VALUE/KEY flags.
 
     ``data`` is ``orjson.dumps(message)``. An empty result means no string can match. None
-    means suspects are too many (more than ``max_suspects``, by default one per
-    :data:`BYTES_PER_SUSPECT`) for this to pay: the caller should walk the message."""
+    means narrowing would not pay (suspects all over the message, more than ``max_suspects`` —
+    by default one per :data:`BYTES_PER_SUSPECT` — or too much rescanning): the caller should
+    walk the message then."""
     if not data:
         return {}
     if max_suspects is None:
@@ -89,6 +95,8 @@ class _Search:
         self.keys = keys
         self.limit = limit
         self.checks = 0
+        self.scanned = 0
+        self.backwards: bytes | None = None  # the message reversed, made when first needed
         self.max_checks = CHECKS_PER_SUSPECT * limit
         self.found: dict[int, int] = {}
         self.key_ids = engine.json_key_ids
@@ -100,48 +108,98 @@ class _Search:
         self.checks += 1
         if self.checks > self.max_checks:
             raise _Budget
+        self.spend(b - a)
         found = self.engine.json_found(self.view[a:b + 2])
         flags = KEY if self.keys and not self.key_ids.isdisjoint(found) else 0
         return flags | VALUE if found - self.key_ids else flags
 
     def run(self, chunk: int) -> None:
-        data, last = self.data, len(self.data) - 1
         pending: list[tuple[int, int, int]] = []
         chunks = 0
-        start = 0
-        while start < last:
-            end = _next_delim(data, start + chunk, last) if start + chunk < last else -1
-            end = last if end < 0 else end
+        singles: set[int] = set()
+        for start, end, single in self.chunks(chunk):
             self.checks -= 1  # the first pass is the price of any scan, not of suspects
+            self.scanned -= end - start
             flags = self.flags(start, end)
+            chunks += 1
             if flags:
                 pending.append((start, end, flags))
-            chunks += 1
-            start = end
-        if chunks >= DENSE_CHUNKS and 4 * len(pending) > chunks:
-            raise _Budget
+                if single:
+                    singles.add(start)
+        if not pending:
+            return
+        if chunks >= DENSE_CHUNKS and 2 * len(pending) > chunks:
+            raise _Budget  # hits all over the message: the walk is no slower, and sure to be cheap
         pending.reverse()  # narrow in document order
         while pending:
-            self.narrow(pending)
+            start, end, flags = pending[-1]
+            if start in singles and _delimiter(self.view, start + 1, end) < 0:
+                pending.pop()
+                self.leaf(end, flags)  # one long token, confirmed: nothing to narrow
+            else:
+                self.narrow(pending)
+
+    def chunks(self, size: int) -> Iterator[tuple[int, int, bool]]:
+        """Pieces of about ``size`` bytes between delimiters, with "probably one long token" marks.
+
+        A token much longer than a chunk (a big text block) gets a piece of its own, so a hit in
+        it does not make the bytes around it be narrowed through, and the token is rescanned once
+        at most."""
+        data, last = self.data, len(self.data) - 1
+        start = 0
+        while start < last:
+            target = start + size
+            end = _delimiter(self.view, target, last) if target < last else -1
+            end = last if end < 0 else end
+            if end - target > size:  # a long stretch without delimiters crosses the target
+                if self.backwards is None:
+                    self.backwards = data[::-1]
+                opening = _delimiter_before(data, self.backwards, start, target + 1)
+                if opening > start:
+                    yield start, opening, False
+                    yield opening, end, True
+                    start = end
+                    continue
+            yield start, end, False
+            start = end
 
     def narrow(self, pending: list[tuple[int, int, int]]) -> None:
         a, b, flags = pending.pop()
-        data = self.data
-        mid = (a + b) // 2
-        before = _prev_delim(data, a + 1, mid + 1)
-        after = _next_delim(data, max(mid, a + 1), b)
-        if before < 0 and after < 0:
+        cut = self.split_point(a, b)
+        if cut < 0:
             self.leaf(b, flags)
             return
-        cuts = [a, *sorted({c for c in (before, after) if c >= 0}), b]
-        for low, high in reversed(list(pairwise(cuts))):
-            piece = self.flags(low, high)
-            if not piece:
-                continue
-            if (low, high) == (before, after) and before != after:
-                self.leaf(high, piece)  # nothing lies between two adjacent delimiters
-            else:
-                pending.append((low, high, piece))
+        left, right = (a, cut), (cut, b)
+        small, large = (left, right) if cut - a <= b - cut else (right, left)
+        found = {small: self.flags(*small)}
+        # When the smaller side is clean the report came from the larger one, which need not be
+        # checked again. (A superset match across the cut could have caused it instead; then
+        # the larger side only yields a suspect too many, which the engine clears.)
+        found[large] = self.flags(*large) if found[small] else flags
+        for low, high in (right, left):  # a stack: the left piece is narrowed first
+            if found[(low, high)]:
+                pending.append((low, high, found[(low, high)]))
+
+    def split_point(self, a: int, b: int) -> int:
+        """A delimiter strictly between delimiters ``a`` and ``b``, near the middle if possible; -1: none.
+
+        First a delimiter at or above the middle; failing that the piece ends in a token that
+        starts below the middle (a long string, perhaps), so the delimiter nearest below ``b`` is
+        looked for, scanning the bytes backwards: splitting there isolates that token at once.
+        The backward look covers the whole piece and is exact."""
+        self.spend(b - a)
+        cut = _delimiter(self.view, max(a + 1, (a + b) // 2), b)
+        if cut >= 0:
+            return cut
+        if self.backwards is None:
+            self.backwards = self.data[::-1]
+        return _delimiter_before(self.data, self.backwards, a, b)
+
+    def spend(self, size: int) -> None:
+        """Narrowing rescans pieces; past a few passes over the message, walking it is cheaper."""
+        self.scanned += size
+        if self.scanned > NARROW_PASSES * len(self.data):
+            raise _Budget
 
     def leaf(self, end: int, flags: int) -> None:
         if self.data[end] != 0x22:
@@ -151,27 +209,69 @@ class _Search:
             raise _Budget
 
 
-def _is_delim(data: bytes, index: int) -> bool:
-    back = index
-    while back > 0 and data[back - 1] == _BACKSLASH:
-        back -= 1
-    return (index - back) % 2 == 0
+# A delimiting quote: an even run of backslashes (maybe none) after something that is not one;
+# and the same read backwards, for scanning the message reversed.
+_DELIMITER = rb"[^\x5c](?:\x5c\x5c)*\x22"
+_DELIMITER_REVERSED = rb"\x22(?:\x5c\x5c)*[^\x5c]"
+_databases: dict[bytes, Any] = {}
 
 
-def _next_delim(data: bytes, start: int, stop: int) -> int:
-    """First delimiting quote in ``[start, stop)``, or -1."""
-    index = data.find(_QUOTE, start, stop)
-    while index >= 0 and not _is_delim(data, index):
-        index = data.find(_QUOTE, index + 1, stop)
-    return index
+def _first_end(expression: bytes, data: memoryview | bytes) -> int:
+    """End offset of some match of ``expression`` in ``data`` (Hyperscan stops at its first report), or -1."""
+    database = _databases.get(expression)
+    if database is None:
+        database = _databases[expression] = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        database.compile(expressions=[expression], ids=[0], elements=1, flags=[0])
+    found: list[int] = []
+
+    def on_match(_id: int, _from: int, end: int, _flags: int, _ctx: Any) -> bool:
+        found.append(end)
+        return True
+
+    with contextlib.suppress(_hs.ScanTerminated):  # stopping at the first report is the point
+        database.scan(data, match_event_handler=on_match)
+    return found[0] if found else -1
 
 
-def _prev_delim(data: bytes, start: int, stop: int) -> int:
-    """Last delimiting quote in ``[start, stop)``, or -1."""
-    index = data.rfind(_QUOTE, start, stop)
-    while index >= 0 and not _is_delim(data, index):
-        index = data.rfind(_QUOTE, start, index)
-    return index
+def _delimiter(view: memoryview, start: int, stop: int) -> int:
+    """Some delimiting quote in ``[start, stop)``, or -1.
+
+    The byte before ``start`` is read as context. A quote whose backslash run begins before
+    ``start`` is not seen, so the answer is exact (-1 means there is none) when the byte before
+    ``start`` is not a backslash, as after a delimiter or at the buffer's first byte. The look
+    starts with a small window and widens it: a scan costs in proportion to its buffer even
+    when it stops early, and a delimiter is usually a few bytes away."""
+    low, window = start, 1024
+    while low < stop:
+        high = min(stop, low + window)
+        end = _first_end(_DELIMITER, view[low - 1:high])
+        if end >= 0:
+            return low - 1 + end - 1
+        if high >= stop:
+            break
+        # Go on from the start of any backslash run the window ends in, so its quote has context.
+        piece = view[low:high].tobytes()
+        run = len(piece) - len(piece.rstrip(b"\\"))
+        if run < len(piece):
+            low = high - run
+        window *= 8
+    return -1
+
+
+def _delimiter_before(data: bytes, backwards: bytes, a: int, b: int) -> int:
+    """Some delimiting quote strictly between ``a`` and ``b`` (usually the last), or -1 if none.
+
+    ``backwards`` is ``data[::-1]``; ``data[a]`` must not be a backslash (a delimiter, or the
+    first byte). A match read backwards ends just past the byte before the quote's backslash
+    run; the quote is the first one after that byte."""
+    size = len(data)
+    b = min(b, size)
+    if b <= a:
+        return -1
+    end = _first_end(_DELIMITER_REVERSED, memoryview(backwards)[size - b:size - a])
+    if end < 0:
+        return -1
+    return data.find(b'"', b - end + 1, b)
 
 
 # -- from byte offsets back to the value ------------------------------------------------------------
@@ -206,7 +306,7 @@ def _descend(node: Any, data: bytes, low: int, high: int, targets: list[tuple[in
 
 
 def _keep(text: str, data: bytes, low: int, high: int, path: Path, out: dict[int, tuple[Path, str]]) -> None:
-    if orjson.dumps(text) != data[low:high]:
+    if memoryview(data)[low:high] != orjson.dumps(text):
         raise Unsupported  # the byte mapping went wrong somewhere: never guess
     out[high - 1] = (path, text)
 
