@@ -14,11 +14,12 @@ import mcpwall.config.model  # noqa: F401 - loads the guard registry before the 
 from mcpwall.approvals import webhook as webhook_module
 from mcpwall.approvals.service import CallFacts
 from mcpwall.approvals.settings import ApprovalSettings, WebhookSettings
-from mcpwall.approvals.webhook import WebhookSender, sign, verify_signature
+from mcpwall.approvals.webhook import WebhookSender
 from mcpwall.gateway.call import Call, Principal
 from mcpwall.gateway.events import EventBus
 from mcpwall.guards.approval import ApprovalGuard
 from mcpwall.pipeline.guard import GuardEnv
+from mcpwall.webhook_signature import sign, verify_signature
 
 pytestmark = pytest.mark.anyio
 SECRET = "webhook-secret-0123456789"

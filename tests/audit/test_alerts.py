@@ -12,18 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
-from mcpwall.audit.alerts import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    AlertEngine,
-    capability_classes,
-    sign,
-    verify_signature,
-)
+from mcpwall.audit.alerts import AlertEngine, capability_classes
 from mcpwall.audit.redact import Redactor
 from mcpwall.audit.settings import AlertSettings
 from mcpwall.gateway.call import Call, Principal
 from mcpwall.pipeline.guard import Outcome
+from mcpwall.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
 
 SECRET = "whsec-test-0123456789"
 

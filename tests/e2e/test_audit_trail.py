@@ -26,7 +26,7 @@ from mcp import Client, types
 from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcpwall.audit.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from mcpwall.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

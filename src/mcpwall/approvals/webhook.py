@@ -7,7 +7,7 @@ Each delivery is a JSON POST with these headers:
 * ``X-Mcpwall-Timestamp``  — Unix seconds when the delivery was signed
 * ``X-Mcpwall-Signature``  — ``sha256=`` + hex HMAC-SHA256(secret, timestamp + "." + body)
 
-Receivers verify with :func:`verify_signature` (or its equivalent in their language) and
+Receivers verify with :func:`mcpwall.webhook_signature.verify_signature` (or its equivalent in their language) and
 reject stale timestamps. Deliveries run in the background: a slow or failing receiver never
 delays a held call, and failures are logged without the payload.
 """
@@ -15,8 +15,6 @@ delays a held call, and failures are logged without the payload.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -26,29 +24,13 @@ import httpx
 import orjson
 
 from mcpwall.approvals.settings import WebhookSettings
+from mcpwall.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = logging.getLogger("mcpwall.approvals.webhook")
 
-SIGNATURE_HEADER = "X-Mcpwall-Signature"
-TIMESTAMP_HEADER = "X-Mcpwall-Timestamp"
 EVENT_HEADER = "X-Mcpwall-Event"
 DELIVERY_HEADER = "X-Mcpwall-Delivery"
 _BACKOFF = 0.5
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
-def verify_signature(secret: str, timestamp: str, body: bytes, signature: str, *,
-                     tolerance: float = 300.0, now: float | None = None) -> bool:
-    """True when ``signature`` is valid for ``body`` and ``timestamp`` is within ``tolerance``."""
-    try:
-        age = abs((time.time() if now is None else now) - float(timestamp))
-    except ValueError:
-        return False
-    return age <= tolerance and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
 class WebhookSender:

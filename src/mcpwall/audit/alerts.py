@@ -22,15 +22,13 @@ alerts go out in total; the excess is counted and summarised in one ``alerts.sup
 
 Webhooks are POSTed as JSON with ``X-Mcpwall-Timestamp`` and ``X-Mcpwall-Signature:
 sha256=<hex>``, the HMAC-SHA256 of ``"<timestamp>." + body`` under the webhook's secret (see
-:func:`verify_signature`); failures are retried with exponential backoff.
+:func:`mcpwall.webhook_signature.verify_signature`); failures are retried with exponential backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -50,12 +48,11 @@ from mcpwall.audit.redact import Redactor, scrub_text
 from mcpwall.audit.settings import AlertSettings, WebhookSettings
 from mcpwall.gateway.call import Call
 from mcpwall.pipeline.guard import Outcome
+from mcpwall.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = logging.getLogger("mcpwall.alerts")
 
 SEVERITIES = ("info", "warning", "critical")
-SIGNATURE_HEADER = "X-Mcpwall-Signature"
-TIMESTAMP_HEADER = "X-Mcpwall-Timestamp"
 _MAX_SOURCES = 10_000
 
 
@@ -73,21 +70,6 @@ class Alert:
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "ts": self.ts, "rule": self.rule, "severity": self.severity, "title": self.title,
                 "subject": self.subject, "details": self.details, "repeats": self.repeats}
-
-
-def sign(secret: str, ts: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-
-
-def verify_signature(secret: str, ts: str, body: bytes, header: str, *, max_age: float = 300.0,
-                     now: float | None = None) -> bool:
-    """What a webhook receiver should do: recompute the signature, compare in constant time,
-    and reject stale timestamps (replays)."""
-    try:
-        age = abs((time.time() if now is None else now) - float(ts))
-    except ValueError:
-        return False
-    return age <= max_age and hmac.compare_digest(sign(secret, ts, body), header)
 
 
 def capability_classes(definition: dict[str, Any] | None) -> list[str]:
