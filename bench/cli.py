@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [NAME ...]``: the one entry point of the benchmark harness.
 
-NAME is any of ceiling, core, list, sse, guards, everything, stdio, sessions, startup, scan
+NAME is any of ceiling, core, list, sse, guards, everything, stdio, sessions, startup, scan, costs
 (default: all of them, which is what ``make bench`` runs), or one of the separate tools
 ``micro`` (library micro-benchmarks), ``profile`` (a profile of the gateway's hot path) and
 ``docs`` (copy the latest results into docs/performance.md).
@@ -136,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
             if "startup" in names:
                 log("== startup: mcpwall serve until /healthz answers")
                 results["extras"]["startup"] = extras.startup(fleet, 1 if args.quick else 3)
+            if "costs" in names:
+                log("== costs: each guard's own time per call (default policy, from /metrics)")
+                results["extras"]["costs"] = extras.guard_costs(fleet, loadgen, options)
             if "scan" in names:
                 log("== scan: bench/detect.py")
                 results["extras"]["scan"] = extras.scan(args.quick, run_dir)

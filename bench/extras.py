@@ -8,6 +8,9 @@ idle legacy session, time until ``mcpwall serve`` is ready, and content-scanning
   initialized, then idle), per session; the same for FastMCP when it is available.
 * startup  — spawn to ``GET /healthz`` 200 of ``mcpwall serve`` (upstream already running).
 * scan     — ``bench/detect.py`` (written with the detection engine) when it exists.
+* costs    — each guard's own time per call, read from the gateway's Prometheus metrics after a
+  load run of the default policy: the only view of the guards every configuration runs
+  (``limits``, and ``audit``, which cannot be turned off), so they have no "alone" row.
 """
 
 from __future__ import annotations
@@ -95,6 +98,41 @@ def sessions(fleet: Fleet, loadgen: LoadGen, count: int, with_fastmcp: bool) -> 
             out[key] = {"error": str(exc)}
             log(f"   {key}: did not start: {str(exc).splitlines()[0]}")
     return out
+
+
+def guard_costs(fleet: Fleet, loadgen: LoadGen, options: Options) -> dict[str, Any]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    endpoint = fleet.gateway("default", "json", CALL_TOOLS, tag="-costs")
+    try:
+        raw = loadgen.run({"host": endpoint.host, "port": endpoint.port, "path": endpoint.path, "era": "modern",
+                           "op": "small", "concurrency": 1, "duration": max(1.0, options.duration * 2),
+                           "warmup": options.warmup})
+        with urllib.request.urlopen(f"http://127.0.0.1:{endpoint.admin_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        fleet.supervisor.stop(endpoint.managed)
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "mcpwall_guard_duration_seconds":
+            continue
+        for sample in family.samples:
+            guard = sample.labels.get("guard", "?")
+            if sample.name.endswith("_sum"):
+                sums[guard] = sums.get(guard, 0.0) + sample.value
+            elif sample.name.endswith("_count"):
+                counts[guard] = counts.get(guard, 0.0) + sample.value
+    calls = raw.get("ok") or 0
+    rows = {guard: {"us_per_call": sums[guard] * 1e6 / calls if calls else None,
+                    "us_per_hook": sums[guard] * 1e6 / counts[guard] if counts.get(guard) else None,
+                    "hooks": counts.get(guard, 0)} for guard in sorted(sums)}
+    for guard, row in rows.items():
+        log(f"   {guard:<10} {row['us_per_call'] or 0:7.1f} µs per call")
+    return {"calls": calls, "guards": rows,
+            "note": "event-loop time in each guard's hooks (the audit writer thread is not included)"}
 
 
 def startup(fleet: Fleet, repeats: int) -> dict[str, Any]:

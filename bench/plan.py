@@ -81,5 +81,5 @@ def groups(quick: bool, guard_keys: list[str]) -> list[Group]:
 
 
 GROUP_NAMES = ["core", "list", "sse", "guards", "everything", "stdio"]
-EXTRA_NAMES = ["ceiling", "sessions", "startup", "scan"]
-ALL_NAMES = ["ceiling", *GROUP_NAMES, "sessions", "startup", "scan"]
+EXTRA_NAMES = ["ceiling", "sessions", "startup", "scan", "costs"]
+ALL_NAMES = ["ceiling", *GROUP_NAMES, "sessions", "startup", "scan", "costs"]

@@ -181,6 +181,13 @@ def render(results: dict[str, Any], markdown: bool) -> str:
                 for k, v in extras["startup"].items()]
         parts.append(("### " if markdown else "== ") + "mcpwall serve start-up (spawn → /healthz 200)")
         parts.append(table(rows, ["config", "median ms", "runs ms"]))
+    if extras.get("costs", {}).get("guards"):
+        costs = extras["costs"]
+        rows = [[guard, _f(row["us_per_call"], ".1f"), _f(row["us_per_hook"], ".1f")]
+                for guard, row in costs["guards"].items()]
+        parts.append(("### " if markdown else "== ") + "Each guard's own time, default policy, 1 client "
+                     f"({costs['calls']} calls; {costs['note']})")
+        parts.append(table(rows, ["guard", "µs per call", "µs per hook run"]))
     if "scan" in extras:
         scan = extras["scan"]
         parts.append(("### " if markdown else "== ") + "Content scanning of 1 MiB results (bench/detect.py)")

@@ -52,6 +52,7 @@ class Endpoint:
     managed: Managed
     ready_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    admin_port: int | None = None  # mcpwall only: where /metrics is served
 
     @property
     def pid(self) -> int:
@@ -194,7 +195,7 @@ class Fleet:
         except StartError:
             self.supervisor.stop(managed)
             raise
-        return Endpoint(key, "127.0.0.1", port, "/mcp", managed, ready_s=ready)
+        return Endpoint(key, "127.0.0.1", port, "/mcp", managed, ready_s=ready, admin_port=config["admin"]["port"])
 
     def fastmcp(self, mode: str, tools: int, upstream_url: str | None = None, tag: str = "") -> Endpoint:
         python = fastmcp_env.ensure(self.run_dir / "fastmcp-install.log")

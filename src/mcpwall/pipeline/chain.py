@@ -61,7 +61,7 @@ class GuardChain:
                 log.exception("guard %s raised while authenticating; refusing", guard.name)
                 verdict = Reject("authentication failed", http_status=401, as_tool_error=False)
             finally:
-                self.cost_seconds[guard.name] += time.perf_counter() - started
+                self._spent(guard, started)
             if verdict is not None:
                 call.records.append(GuardRecord(guard.name, "reject", verdict.reason, guard.shadow))
                 if not guard.shadow:
@@ -100,7 +100,7 @@ class GuardChain:
                 call.records.append(GuardRecord(guard.name, "error", "guard failed; list withheld"))
                 return []
             finally:
-                self.cost_seconds[guard.name] += time.perf_counter() - started
+                self._spent(guard, started)
             if not guard.shadow:
                 items = filtered
             elif len(filtered) != len(items):
@@ -110,10 +110,13 @@ class GuardChain:
 
     async def on_complete(self, call: Call, outcome: Outcome) -> None:
         for guard in self._complete_guards:
+            started = time.perf_counter()
             try:
                 await guard.on_complete(call, outcome)
             except Exception:
                 log.exception("guard %s failed in on_complete", guard.name)
+            finally:
+                self._spent(guard, started)
 
     async def _run(self, guard: Guard, call: Call, hook: Any) -> Verdict:
         started = time.perf_counter()
@@ -123,11 +126,15 @@ class GuardChain:
             log.exception("guard %s raised; refusing the call (fail closed)", guard.name)
             verdict = Reject(f"{guard.name}: the guard failed, so the call was refused", as_tool_error=True)
         finally:
-            spent = time.perf_counter() - started
-            self.cost_seconds[guard.name] += spent
-            if self._observe is not None:
-                self._observe(guard.name, spent)
+            self._spent(guard, started)
         return verdict
+
+    def _spent(self, guard: Guard, started: float) -> None:
+        """Charge one hook run to its guard: the cumulative cost and, if observed, the metrics."""
+        spent = time.perf_counter() - started
+        self.cost_seconds[guard.name] += spent
+        if self._observe is not None:
+            self._observe(guard.name, spent)
 
     async def _settle(self, guard: Guard, call: Call, verdict: Verdict) -> Reject | None:
         if isinstance(verdict, Hold):
