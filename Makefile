@@ -19,7 +19,8 @@ export PIP_CACHE_DIR ?= $(CURDIR)/.cache/pip
 .PHONY: help install install-py lock test lint typecheck schema schema-check bench demo
 
 help:
-	@echo "make install       create $(VENV) ($(PYTHON)), install $(LOCK) + mcpwall, and the Node test peers"
+	@echo "make install       create $(VENV) ($(PYTHON)), install $(LOCK) + mcpwall, the Node test peers, and"
+	@echo "                   make sure Redis and PostgreSQL answer on loopback (installed if absent)"
 	@echo "make test          run the whole test suite"
 	@echo "make lint          ruff check src tests"
 	@echo "make typecheck     mypy (strict, config in pyproject.toml)"
@@ -44,6 +45,7 @@ install-py: $(UV)
 
 install: install-py
 	scripts/test-deps.sh >/dev/null
+	scripts/services.sh >/dev/null
 
 lock: $(UV)
 	$(UV) pip compile --quiet pyproject.toml --extra dev --extra bench --extra otel --extra postgres --extra redis \
