@@ -8,10 +8,10 @@ on generated text, and on texts built to put matches across window and string bo
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.detect import CORPUS as DETECT_CORPUS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +23,7 @@ from mcpwall.detect.samples import examples
 
 needs_hyperscan = pytest.mark.skipif(not hyperscan_available(), reason="the hyperscan package is not installed")
 
-CORPUS = Path("/work/shared/corpora/dev.jsonl")
+CORPUS = DETECT_CORPUS  # the labelled corpus beside the clone, where bench/detect.py reads it
 
 
 def key(matches: list[RawMatch]) -> list[tuple[str, int, int, int]]:

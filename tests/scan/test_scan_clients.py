@@ -44,7 +44,7 @@ async def test_every_client_config_is_found_in_a_linux_home(tree: tuple[Path, Pa
     report = await scan_clients(env=env, platform="linux", project=project, include_managed=False)
     assert servers_by_client(report) == {
         "Claude Desktop": {"filesystem", "github", "notes"},
-        "Claude Code": {"remote", "time (/work/app)", "build"},
+        "Claude Code": {"remote", "time (/home/dev/app)", "build"},
         "Cursor": {"notes", "mailer"},
         "VS Code": {"fetch"},
         "Windsurf": {"docs"},
@@ -115,7 +115,7 @@ async def test_static_rules_fire_where_expected(tree: tuple[Path, Path, dict[str
     assert {"broad-filesystem-root", "unpinned-package"} <= rules_of(report, "filesystem")
     assert {"container-isolation", "inline-secret", "unpinned-package"} <= rules_of(report, "github")
     assert {"plain-http-remote", "inline-secret"} <= rules_of(report, "remote")
-    assert "unpinned-package" in rules_of(report, "time (/work/app)")
+    assert "unpinned-package" in rules_of(report, "time (/home/dev/app)")
     assert "unpinned-package" in rules_of(report, "sqlite")
     assert {"broad-filesystem-root", "unpinned-package"} <= rules_of(report, "git")
     assert "remote-script" in rules_of(report, "build")

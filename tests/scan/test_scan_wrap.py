@@ -81,9 +81,9 @@ def test_remote_and_already_wrapped_servers_are_left_alone(files: dict[str, Conf
     assert propose(files["Gemini CLI:settings.json"]) is None
     assert propose(files["Windsurf:mcp_config.json"]) is None
     claude_code = propose(files["Claude Code:.claude.json"])
-    assert claude_code is not None and claude_code.wrapped == ["time (/work/app)"]
+    assert claude_code is not None and claude_code.wrapped == ["time (/home/dev/app)"]
     apply(claude_code)
     doc = json.loads(Path(files["Claude Code:.claude.json"].path).read_text())
     assert doc["mcpServers"]["remote"]["url"] == "http://mcp.example.com/mcp"
-    assert doc["projects"]["/work/app"]["mcpServers"]["time"]["args"][:3] == ["wrap", "--", "uvx"]
+    assert doc["projects"]["/home/dev/app"]["mcpServers"]["time"]["args"][:3] == ["wrap", "--", "uvx"]
     assert doc["numStartups"] == 3
