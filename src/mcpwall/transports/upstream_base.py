@@ -18,7 +18,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mcpwall.errors import METHOD_NOT_FOUND, UpstreamError, UpstreamTimeout, UpstreamUnavailable, to_wire
+from mcpwall.errors import (
+    METHOD_NOT_FOUND,
+    ProtocolError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    to_wire,
+)
+from mcpwall.protocol import jsonrpc
+from mcpwall.protocol.jsonrpc import error_response, response
 from mcpwall.protocol.versions import (
     LATEST_LEGACY,
     LATEST_MODERN,
@@ -74,6 +83,8 @@ class Handshake:
 
 class UpstreamSession(abc.ABC):
     """One logical connection to an upstream. Subclasses move bytes; this class keeps ids."""
+
+    limits: jsonrpc.Limits  # set by each transport: what one message from the upstream may weigh
 
     def __init__(self, name: str, era: Era, *, on_unsolicited: UnsolicitedHandler | None = None) -> None:
         self.name = name
@@ -156,7 +167,6 @@ class UpstreamSession(abc.ABC):
 
     async def answer_server_request(self, message: dict[str, Any], sink: Sink | None) -> dict[str, Any]:
         """Produce the JSON-RPC response to a server→client request."""
-        from mcpwall.protocol.jsonrpc import error_response, response
 
         rid = message.get("id")
         method = message.get("method")
@@ -181,6 +191,33 @@ class UpstreamSession(abc.ABC):
             return error_response(rid, to_wire(exc))
         finally:
             self._server_requests -= 1
+
+    # -- what the server sends, on transports that multiplex a stream ----------------------
+
+    async def dispatch(self, data: bytes | str) -> None:
+        """Handle one message read from a shared stream (stdio stdout, an SSE event stream):
+        hand responses to their waiting request, route notifications, answer server requests
+        in the background so the reader is never blocked. Garbage is logged and dropped."""
+        if not data.strip():
+            return
+        try:
+            message = jsonrpc.decode(data, self.limits)
+            kind = jsonrpc.classify(message)
+        except ProtocolError as exc:
+            log.warning("upstream %s: ignored a bad message: %s", self.name, exc.message)
+            return
+        if kind in ("response", "error"):
+            self.resolve_response(message)
+        elif kind == "notification":
+            await self.route_notification(message, None)
+        else:
+            self.spawn(self.answer(message, None))
+
+    async def answer(self, message: dict[str, Any], sink: Sink | None) -> None:
+        """Answer one server→client request and send the reply back on this session."""
+        reply = await self.answer_server_request(message, sink)
+        with contextlib.suppress(Exception):
+            await self.send_message(reply)
 
     # -- one request's life, shared by every transport -------------------------------------
 
@@ -259,7 +296,11 @@ class UpstreamSession(abc.ABC):
         """Send one request; return its result or raise an McpwallError subclass."""
 
     @abc.abstractmethod
-    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None: ...
+    async def send_message(self, message: dict[str, Any]) -> None:
+        """Put one JSON-RPC message on the wire to the upstream (bounded in time)."""
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self.send_message(jsonrpc.notification(method, params))
 
     @abc.abstractmethod
     async def aclose(self) -> None: ...

@@ -79,6 +79,22 @@ def make_client(headers: dict[str, str], connect_timeout: float, max_connections
     )
 
 
+async def post_message(client: aiohttp.ClientSession, url: str, message: dict[str, Any], headers: dict[str, str],
+                       limit: int, name: str) -> int:
+    """POST one message that needs no answer of its own (a notification, a reply to the server, a
+    cancellation) and return the HTTP status. Bounded in time and size: the client has no read
+    timeout, and an upstream that never answers, or answers endlessly, must not hold it forever."""
+    try:
+        async with asyncio.timeout(POST_TIMEOUT), client.post(
+                url, data=jsonrpc.encode(message), headers=headers, allow_redirects=False) as response:
+            await read_limited(response, limit, name)
+            return response.status
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailable(f"upstream {name} is unreachable ({type(exc).__name__})") from None
+    except TimeoutError:
+        raise UpstreamTimeout(f"upstream {name} did not take a message within {POST_TIMEOUT:g}s") from None
+
+
 async def read_limited(response: aiohttp.ClientResponse, limit: int, name: str) -> bytes:
     """The whole body, refusing more than ``limit`` bytes without buffering past it."""
     chunks: list[bytes] = []
@@ -199,33 +215,14 @@ class HttpSession(UpstreamSession):
                 if kind == "notification":
                     await self.route_notification(message, sink)
                 elif kind == "request":
-                    self.spawn(self._answer(message, sink))
+                    self.spawn(self.answer(message, sink))
         raise UpstreamUnavailable(f"upstream {self.name} closed the stream before answering")
 
-    async def _answer(self, message: dict[str, Any], sink: Sink | None) -> None:
-        reply = await self.answer_server_request(message, sink)
-        with contextlib.suppress(Exception):
-            await self._post(reply)
-
-    async def _post(self, message: dict[str, Any]) -> None:
+    async def send_message(self, message: dict[str, Any]) -> None:
         headers = self._headers(message.get("method"), message.get("params"), {})
-        try:
-            # Bounded in time and size: the client has no read timeout, and an upstream that never
-            # answers (or answers endlessly) must not hold a notification, a cancellation or an
-            # answer to its own request forever.
-            async with asyncio.timeout(POST_TIMEOUT), self.client.post(
-                    self.url, data=jsonrpc.encode(message), headers=headers, allow_redirects=False) as response:
-                await read_limited(response, self.limits.max_bytes, self.name)
-                status = response.status
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"upstream {self.name} is unreachable ({type(exc).__name__})") from None
-        except TimeoutError:
-            raise UpstreamTimeout(f"upstream {self.name} did not take a message within {POST_TIMEOUT:g}s") from None
+        status = await post_message(self.client, self.url, message, headers, self.limits.max_bytes, self.name)
         if status >= 400:
             log.warning("upstream %s refused a message with HTTP %s", self.name, status)
-
-    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        await self._post(jsonrpc.notification(method, params))
 
     async def cancel_upstream(self, rid: int, reason: str) -> None:
         # Modern HTTP: closing the stream is the cancellation. Legacy: say it explicitly.
@@ -247,22 +244,9 @@ class HttpSession(UpstreamSession):
                 parser = SSEParser(max_event_bytes=self.limits.max_bytes)
                 async for chunk in response.content.iter_any():
                     for event in parser.feed(chunk):
-                        await self._on_stream_event(event.data)
+                        await self.dispatch(event.data)
         except (aiohttp.ClientError, ProtocolError) as exc:
             log.debug("upstream %s: GET stream ended: %s", self.name, exc)
-
-    async def _on_stream_event(self, data: str) -> None:
-        if not data.strip():
-            return
-        try:
-            message = jsonrpc.decode(data, self.limits)
-            kind = jsonrpc.classify(message)
-        except ProtocolError:
-            return
-        if kind == "notification":
-            await self.route_notification(message, None)
-        elif kind == "request":
-            self.spawn(self._answer(message, None))
 
     async def aclose(self) -> None:
         if self.closed and self._listener is None:

@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from mcpwall.errors import ProtocolError, UpstreamTimeout, UpstreamUnavailable
+from mcpwall.errors import ProtocolError, UpstreamUnavailable
 from mcpwall.protocol import jsonrpc
 from mcpwall.transports.sse import SSEParser
 from mcpwall.transports.upstream_base import (
@@ -25,7 +25,7 @@ from mcpwall.transports.upstream_base import (
     initialize_params,
     parse_initialize,
 )
-from mcpwall.transports.upstream_http import POST_TIMEOUT, STREAM_TIMEOUT, read_limited
+from mcpwall.transports.upstream_http import STREAM_TIMEOUT, post_message
 
 log = logging.getLogger("mcpwall.upstream.sse")
 
@@ -79,7 +79,7 @@ class SseSession(UpstreamSession):
                         if event.event == "endpoint" and self.endpoint is None:
                             self._accept_endpoint(event.data)
                         elif event.event == "message":
-                            await self._on_message(event.data)
+                            await self.dispatch(event.data)
         except (aiohttp.ClientError, ProtocolError) as exc:
             log.warning("upstream %s: event stream failed: %s", self.name, exc)
         finally:
@@ -87,39 +87,11 @@ class SseSession(UpstreamSession):
             self._endpoint_ready.set()
             self.fail_pending(f"upstream {self.name} closed its event stream")
 
-    async def _on_message(self, data: str) -> None:
-        try:
-            message = jsonrpc.decode(data, self.limits)
-            kind = jsonrpc.classify(message)
-        except ProtocolError as exc:
-            log.warning("upstream %s: ignored a bad message: %s", self.name, exc.message)
-            return
-        if kind in ("response", "error"):
-            self.resolve_response(message)
-        elif kind == "notification":
-            await self.route_notification(message, None)
-        else:
-            self.spawn(self._answer(message))
-
-    async def _answer(self, message: dict[str, Any]) -> None:
-        reply = await self.answer_server_request(message, None)
-        with contextlib.suppress(Exception):
-            await self._post(reply)
-
-    async def _post(self, message: dict[str, Any]) -> None:
+    async def send_message(self, message: dict[str, Any]) -> None:
         if self.endpoint is None or self.closed:
             raise UpstreamUnavailable(f"upstream {self.name} is not connected")
-        try:
-            # Bounded in time and size (the client has no read timeout): see HttpSession._post.
-            async with asyncio.timeout(POST_TIMEOUT), self.client.post(
-                    self.endpoint, data=jsonrpc.encode(message), allow_redirects=False,
-                    headers={"content-type": "application/json"}) as response:
-                await read_limited(response, self.limits.max_bytes, self.name)
-                status = response.status
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"upstream {self.name} is unreachable ({type(exc).__name__})") from None
-        except TimeoutError:
-            raise UpstreamTimeout(f"upstream {self.name} did not take a message within {POST_TIMEOUT:g}s") from None
+        status = await post_message(self.client, self.endpoint, message, {"content-type": "application/json"},
+                                    self.limits.max_bytes, self.name)
         if status >= 400:
             raise UpstreamUnavailable(f"upstream {self.name} refused a message (HTTP {status})")
 
@@ -128,10 +100,7 @@ class SseSession(UpstreamSession):
         rid = self.next_id()
         # The POST is inside the request's timeout: the upstream may take it and never answer.
         message = jsonrpc.request(rid, method, params)
-        return await self.run_request(rid, options, token, lambda: self.send_and_wait(rid, message, self._post))
-
-    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        await self._post(jsonrpc.notification(method, params))
+        return await self.run_request(rid, options, token, lambda: self.send_and_wait(rid, message, self.send_message))
 
     async def aclose(self) -> None:
         self.closed = True

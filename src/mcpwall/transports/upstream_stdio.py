@@ -15,13 +15,12 @@ import os
 import signal
 from typing import Any
 
-from mcpwall.errors import ProtocolError, UpstreamTimeout, UpstreamUnavailable
+from mcpwall.errors import UpstreamTimeout, UpstreamUnavailable
 from mcpwall.protocol import jsonrpc
 from mcpwall.protocol.versions import LATEST_MODERN, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, Era
 from mcpwall.transports.lines import read_line
 from mcpwall.transports.upstream_base import (
     RequestOptions,
-    Sink,
     UnsolicitedHandler,
     UpstreamSession,
     initialize_params,
@@ -53,7 +52,7 @@ class StdioSession(UpstreamSession):
         self.limits = limits
         self.legacy_capabilities = legacy_capabilities
         self.process: asyncio.subprocess.Process | None = None
-        self._write_lock = asyncio.Lock()
+        self.send_message_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.exited = asyncio.Event()
 
@@ -91,12 +90,9 @@ class StdioSession(UpstreamSession):
         # The write is inside the timeout: a child that stops reading its stdin fills the pipe,
         # and drain() would then wait forever.
         message = jsonrpc.request(rid, method, params)
-        return await self.run_request(rid, options, token, lambda: self.send_and_wait(rid, message, self._write))
+        return await self.run_request(rid, options, token, lambda: self.send_and_wait(rid, message, self.send_message))
 
-    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        await self._write(jsonrpc.notification(method, params))
-
-    async def _write(self, message: dict[str, Any]) -> None:
+    async def send_message(self, message: dict[str, Any]) -> None:
         process = self.process
         if process is None or process.stdin is None or self.exited.is_set():
             raise UpstreamUnavailable(f"upstream {self.name} is not running")
@@ -105,7 +101,7 @@ class StdioSession(UpstreamSession):
             # Bounded for the writes that have no request timeout around them (notifications,
             # cancellations, answers to server requests): a child that stops reading must not
             # hold them — and the write lock — forever.
-            async with asyncio.timeout(WRITE_TIMEOUT), self._write_lock:
+            async with asyncio.timeout(WRITE_TIMEOUT), self.send_message_lock:
                 process.stdin.write(data)
                 await process.stdin.drain()
         except (ConnectionError, RuntimeError):
@@ -129,33 +125,13 @@ class StdioSession(UpstreamSession):
                 if not line.strip():
                     continue
                 try:
-                    await self._dispatch(line)
+                    await self.dispatch(line)
                 except Exception:
                     log.exception("upstream %s: failed to handle a message", self.name)
         finally:
             self.exited.set()
             self.fail_pending(f"upstream {self.name} exited")
             log.warning("upstream %s: stdout closed (process %s)", self.name, self.pid)
-
-    async def _dispatch(self, line: bytes) -> None:
-        try:
-            message = jsonrpc.decode(line, self.limits)
-            kind = jsonrpc.classify(message)
-        except ProtocolError as exc:
-            log.warning("upstream %s: ignored a bad message on stdout: %s", self.name, exc.message)
-            return
-        if kind in ("response", "error"):
-            self.resolve_response(message)
-        elif kind == "notification":
-            await self.route_notification(message, None)
-        else:
-            # A server→client request; answer it without blocking the reader.
-            self.spawn(self._answer(message, None))
-
-    async def _answer(self, message: dict[str, Any], sink: Sink | None) -> None:
-        reply = await self.answer_server_request(message, sink)
-        with contextlib.suppress(Exception):
-            await self._write(reply)
 
     async def _read_stderr(self) -> None:
         assert self.process is not None and self.process.stderr is not None
