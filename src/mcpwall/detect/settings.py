@@ -42,11 +42,13 @@ class HiddenTextSettings(ContentSettings):
 
 def build_scanner(guard: str, settings: ContentSettings, config_dir: Path, *, categories: Iterable[str],
                   hidden: bool = False, sensitive_fields: bool = False,
-                  keep: Callable[[Rule], bool] | None = None) -> tuple[Scanner, list[Rule]]:
+                  keep: Callable[[Rule], bool] | None = None, overrides: Mapping[str, str] | None = None,
+                  extra_ids: Iterable[str] = ()) -> Scanner:
     """Compile the guard's rules into a scanner, or raise :class:`ConfigError`.
 
     ``keep`` leaves out rules whose findings the guard would drop anyway, so they cost nothing.
-    Returns the scanner and every loaded rule (kept or not), for checking config overrides."""
+    ``overrides`` (the guard's per-rule settings) must each name a loaded rule — kept or not —,
+    one of ``extra_ids`` or a hidden-text kind; anything else is reported as a likely typo."""
     try:
         loaded = load_rules(settings.packs, settings.custom_rules, base_dir=config_dir, categories=categories)
         rules = [r for r in loaded if keep is None or keep(r)]
@@ -56,13 +58,18 @@ def build_scanner(guard: str, settings: ContentSettings, config_dir: Path, *, ca
     severities: dict[str, Severity] | None = None
     if hidden:
         severities = dict(HIDDEN_DEFAULTS)
-        overrides: Mapping[str, str] = getattr(settings, "hidden", {})
-        for kind, value in overrides.items():
+        hidden_levels: Mapping[str, str] = getattr(settings, "hidden", {})
+        for kind, value in hidden_levels.items():
             if value == "ignore":
                 severities.pop(kind, None)
             else:
                 severities[kind] = Severity.parse(value)
-    return Scanner(engine, hidden=severities, sensitive_fields=sensitive_fields), loaded
+    scanner = Scanner(engine, hidden=severities, sensitive_fields=sensitive_fields)
+    known_extra = [*extra_ids, *(f"hidden.{kind}" for kind in scanner.hidden)]
+    unknown = unknown_overrides(overrides or {}, loaded, known_extra)
+    if unknown:
+        raise ConfigError([f"guards.{guard}.rules: no rule named {key!r}" for key in unknown])
+    return scanner
 
 
 def override_for(rule_id: str, category: str, overrides: Mapping[str, str]) -> str | None:

@@ -38,8 +38,7 @@ from pydantic import Field
 from mcpwall.detect import rewrite
 from mcpwall.detect.rules import Rule, Severity, SeverityName
 from mcpwall.detect.scanner import Finding, Scan
-from mcpwall.detect.settings import ContentSettings, build_scanner, override_for, unknown_overrides
-from mcpwall.errors import ConfigError
+from mcpwall.detect.settings import ContentSettings, build_scanner, override_for
 from mcpwall.gateway.call import Call
 from mcpwall.pipeline.guard import Guard, GuardEnv
 from mcpwall.pipeline.verdict import PASS, Mutate, Pass, Reject, Verdict
@@ -84,11 +83,9 @@ class DlpGuard(Guard):
         self._min = Severity.parse(settings.min_severity)
         self._report = Severity.parse(settings.report_severity)
         self._default: Action = settings.action
-        self.scanner, rules = build_scanner(self.name, settings, env.config_dir, categories=("secret", "pii"),
-                                            sensitive_fields=settings.sensitive_fields, keep=self._reportable)
-        unknown = unknown_overrides(settings.rules, rules, _EXTRA_IDS)
-        if unknown:
-            raise ConfigError([f"guards.dlp.rules: no rule named {key!r}" for key in unknown])
+        self.scanner = build_scanner(self.name, settings, env.config_dir, categories=("secret", "pii"),
+                                     sensitive_fields=settings.sensitive_fields, keep=self._reportable,
+                                     overrides=settings.rules, extra_ids=_EXTRA_IDS)
 
     async def on_request(self, call: Call) -> Verdict:
         if call.direction == "server":

@@ -35,9 +35,8 @@ from mcpwall.detect import rewrite
 from mcpwall.detect.normalize import strip_hidden
 from mcpwall.detect.rules import Severity, SeverityName
 from mcpwall.detect.scanner import Finding, Scan
-from mcpwall.detect.settings import HiddenTextSettings, build_scanner, override_for, unknown_overrides
+from mcpwall.detect.settings import HiddenTextSettings, build_scanner, override_for
 from mcpwall.detect.walker import Path, replace_at
-from mcpwall.errors import ConfigError
 from mcpwall.gateway.call import Call
 from mcpwall.pipeline.guard import Guard, GuardEnv
 from mcpwall.pipeline.verdict import PASS, Mutate, Pass, Reject, Verdict
@@ -73,11 +72,8 @@ class InjectionGuard(Guard):
 
     def __init__(self, settings: InjectionSettings, env: GuardEnv) -> None:
         super().__init__(settings, env)
-        self.scanner, rules = build_scanner(self.name, settings, env.config_dir, categories=("injection",), hidden=True)
-        hidden_ids = [f"hidden.{kind}" for kind in self.scanner.hidden]
-        unknown = unknown_overrides(settings.rules, rules, hidden_ids)
-        if unknown:
-            raise ConfigError([f"guards.injection.rules: no rule named {key!r}" for key in unknown])
+        self.scanner = build_scanner(self.name, settings, env.config_dir, categories=("injection",), hidden=True,
+                                     overrides=settings.rules)
         self._min = Severity.parse(settings.min_severity)
         self._methods = frozenset(settings.methods)
 

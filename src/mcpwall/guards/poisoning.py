@@ -33,8 +33,7 @@ from pydantic import Field
 
 from mcpwall.detect.rules import Severity, SeverityName
 from mcpwall.detect.scanner import Finding
-from mcpwall.detect.settings import HiddenTextSettings, build_scanner, override_for, unknown_overrides
-from mcpwall.errors import ConfigError
+from mcpwall.detect.settings import HiddenTextSettings, build_scanner, override_for
 from mcpwall.gateway.call import Call, GuardRecord
 from mcpwall.pipeline.guard import Guard, GuardEnv
 from mcpwall.pipeline.verdict import PASS, Reject, Verdict
@@ -70,11 +69,8 @@ class PoisoningGuard(Guard):
 
     def __init__(self, settings: PoisoningSettings, env: GuardEnv) -> None:
         super().__init__(settings, env)
-        self.scanner, rules = build_scanner(self.name, settings, env.config_dir, categories=("poisoning",), hidden=True)
-        hidden_ids = [f"hidden.{kind}" for kind in self.scanner.hidden]
-        unknown = unknown_overrides(settings.rules, rules, hidden_ids)
-        if unknown:
-            raise ConfigError([f"guards.poisoning.rules: no rule named {key!r}" for key in unknown])
+        self.scanner = build_scanner(self.name, settings, env.config_dir, categories=("poisoning",), hidden=True,
+                                     overrides=settings.rules)
         self._actions = {Severity.parse(k): v for k, v in _default_actions().items()}
         self._actions.update({Severity.parse(k): v for k, v in settings.actions.items()})
         # Latest verdicts, per (kind, server): withheld upstream names, and refused upstreams.
