@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mcpwall.config.types import Seconds, Strict
+from mcpwall.config.types import HttpUrl, Seconds, Strict
 from mcpwall.gateway.classify import check_label_list
 from mcpwall.pipeline.guard import GuardSettings
 
@@ -54,19 +54,12 @@ class ApprovalRule(Strict):
 class WebhookSettings(Strict):
     """Announce each new approval request (and each decision) to a URL, signed with HMAC-SHA256."""
 
-    url: str
+    url: HttpUrl
     secret: str = Field(min_length=16, description="HMAC-SHA256 key; the receiver verifies X-Mcpwall-Signature.")
     timeout: Seconds = 5.0
     retries: int = Field(3, ge=0, le=10)
     events: list[WebhookEvent] = Field(default_factory=lambda: list(_WEBHOOK_EVENTS))
     include_arguments: bool = Field(True, description="Send the (redacted) arguments in the payload.")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
 
 
 class ApprovalSettings(GuardSettings):

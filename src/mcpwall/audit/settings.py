@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from mcpwall.config.types import Seconds
+from mcpwall.config.types import HttpUrl, Seconds
 from mcpwall.pipeline.guard import GuardSettings
 from mcpwall.storage.urls import sqlite_path
 
@@ -48,18 +48,11 @@ class AlertRules(Strict):
 
 
 class WebhookSettings(Strict):
-    url: str
+    url: HttpUrl
     secret: str | None = Field(None, description="HMAC-SHA256 key for the X-Mcpwall-Signature header.")
     timeout: Seconds = 5.0
     max_attempts: int = Field(5, ge=1, le=20)
     min_severity: Literal["info", "warning", "critical"] = "info"
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
 
 
 class AlertSettings(Strict):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import zoneinfo
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -42,6 +43,24 @@ def parse_size(value: Any) -> Any:
 # patterns above) in docs/config.schema.json.
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 Bytes = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+
+
+def check_http_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def check_time_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+TimeZone = Annotated[str, AfterValidator(check_time_zone)]  # an IANA name such as Europe/Berlin
 
 
 class Strict(BaseModel):
