@@ -32,10 +32,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field
 
 from mcpwall.auth.base import AuthFailure, AuthMethod
-from mcpwall.config.types import Seconds, Strict
+from mcpwall.config.types import Seconds, SigningSecret, Strict
 from mcpwall.gateway.call import Call, Principal
 from mcpwall.storage.counters import CounterStore
 
@@ -51,16 +51,9 @@ _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 class HmacClient(Strict):
-    secret: SecretStr = Field(description="Shared secret, at least 32 characters (use ${ENV}).")
+    secret: SigningSecret = Field(description="Shared secret, at least 32 characters (use ${ENV}).")
     principal: str | None = Field(None, description="Principal name; default: the key id.")
     roles: list[str] = Field(default_factory=list)
-
-    @field_validator("secret")
-    @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters")
-        return value
 
 
 class HmacSettings(Strict):

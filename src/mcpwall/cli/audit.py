@@ -22,9 +22,8 @@ from mcpwall.audit.settings import AuditPaths, AuditSettings, resolve_paths
 from mcpwall.audit.signing import SigningKeyError, load_public_keys
 from mcpwall.audit.store import AuditStore, Filters, Row, StoreError, open_store
 from mcpwall.audit.verify import read_head_file, verify_export, verify_store
-from mcpwall.config.loader import load
+from mcpwall.cli.common import load_or_exit
 from mcpwall.config.types import parse_duration as _parse_duration
-from mcpwall.errors import ConfigError
 
 _config_option = click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
                               help="The gateway's mcpwall.yaml.")
@@ -50,12 +49,7 @@ def audit() -> None:
 
 
 def _settings(config_path: str) -> tuple[AuditSettings, AuditPaths]:
-    try:
-        config = load(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(2)
+    config = load_or_exit(config_path, code=2)
     settings = config.guard_settings("audit")
     assert isinstance(settings, AuditSettings)
     config_dir = Path(config_path).resolve().parent

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from mcpwall.cli.common import exit_with_problems
 from mcpwall.config.loader import load
 from mcpwall.errors import ConfigError
 from mcpwall.gateway.core import Gateway
@@ -23,7 +23,5 @@ def check(config_path: str) -> None:
         # rule packs) without starting anything: no process, no socket, no store.
         Gateway(config, Path(config_path).resolve().parent)
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
+        exit_with_problems(exc)
     click.echo(f"{config_path}: ok ({len(config.servers)} servers, guards: {', '.join(config.guard_order())})")

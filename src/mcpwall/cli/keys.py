@@ -9,7 +9,6 @@ running gateway's next request.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import click
 
 from mcpwall.auth import apikey
+from mcpwall.cli.common import exit_with_problems
 from mcpwall.config.types import parse_duration
 from mcpwall.errors import ConfigError
 from mcpwall.storage.apikeys import KeyRecord, KeyStore, open_key_store
@@ -39,9 +39,7 @@ def _open(config: str | None, storage: str | None) -> KeyStore:
         url = getattr(api_keys, "store", None) or loaded.storage.url
         return open_key_store(url, path.resolve().parent)
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(2)
+        exit_with_problems(exc, 2)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

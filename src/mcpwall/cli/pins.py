@@ -22,9 +22,8 @@ from typing import Any
 
 import click
 
-from mcpwall.config.loader import load
+from mcpwall.cli.common import load_or_exit
 from mcpwall.config.model import Config
-from mcpwall.errors import ConfigError
 from mcpwall.guards.pins import PinsSettings
 from mcpwall.pins.book import PinBook, open_book
 from mcpwall.pins.canonical import FIELDS, Key, Pin, make_pin
@@ -44,12 +43,7 @@ class _Setup:
 
 
 def _setup(config_path: str) -> _Setup:
-    try:
-        config = load(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(2)
+    config = load_or_exit(config_path, code=2)
     config_dir = Path(config_path).resolve().parent
     settings = config.guard_settings("pins")
     assert isinstance(settings, PinsSettings)

@@ -14,22 +14,13 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from mcpwall.config.loader import load
+from mcpwall.cli.common import exit_with_problems, load_or_exit
 from mcpwall.config.model import Config, ServerConfig
 from mcpwall.config.types import is_loopback
 from mcpwall.errors import ConfigError
 from mcpwall.gateway.core import Gateway
 
 log = logging.getLogger("mcpwall")
-
-
-def _load_or_exit(path: str) -> Config:
-    try:
-        return load(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
 
 
 def setup_logging(config: Config) -> None:
@@ -66,9 +57,7 @@ def _build_gateway(config: Config, config_dir: Path) -> Gateway:
     try:
         return Gateway(config, config_dir)
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
+        exit_with_problems(exc)
 
 
 def _on_sighup(gateway: Gateway, config_path: Path | None) -> None:
@@ -204,7 +193,7 @@ def _run(coro: Any) -> None:
               help="mcpwall.yaml, or a Claude-Desktop-style mcpServers JSON file.")
 def serve(config_path: str) -> None:
     """Serve the MCP Streamable HTTP endpoint in front of every configured upstream."""
-    config = _load_or_exit(config_path)
+    config = load_or_exit(config_path)
     setup_logging(config)
     path = Path(config_path).resolve()
     _run(run_http(config, path.parent, path))
@@ -214,7 +203,7 @@ def serve(config_path: str) -> None:
 @click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True))
 def stdio(config_path: str) -> None:
     """Serve MCP on stdin/stdout (for desktop clients that launch their servers)."""
-    config = _load_or_exit(config_path)
+    config = load_or_exit(config_path)
     config.admin.enabled = False if os.environ.get("MCPWALL_ADMIN") != "1" else config.admin.enabled
     setup_logging(config)
     path = Path(config_path).resolve()
@@ -228,7 +217,7 @@ def stdio(config_path: str) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def wrap(config_path: str | None, name: str | None, command: tuple[str, ...]) -> None:
     """Put mcpwall in front of one stdio server: mcpwall wrap -- npx -y @modelcontextprotocol/server-filesystem /tmp"""
-    base = _load_or_exit(config_path) if config_path else Config()
+    base = load_or_exit(config_path) if config_path else Config()
     upstream_name = name or _name_for(command)
     config = base.model_copy(update={"servers": {upstream_name: ServerConfig(
         command=command[0], args=list(command[1:]), env=_passthrough_env(), prefix=False)}})

@@ -11,7 +11,7 @@ import re
 import zoneinfo
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -59,7 +59,14 @@ def check_time_zone(value: str) -> str:
     return value
 
 
+def check_signing_secret(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < 32:
+        raise ValueError("must be at least 32 characters")
+    return value
+
+
 HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+SigningSecret = Annotated[SecretStr, AfterValidator(check_signing_secret)]  # an HMAC key, never printed
 TimeZone = Annotated[str, AfterValidator(check_time_zone)]  # an IANA name such as Europe/Berlin
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from mcpwall.config.types import Seconds, Strict, TimeZone
+from mcpwall.config.types import Seconds, SigningSecret, Strict, TimeZone
 from mcpwall.pipeline.guard import GuardSettings
 
 Capability = Literal["read", "write", "admin"]
@@ -161,17 +161,10 @@ class PolicyDocument(Strict):
 
 
 class IdentityHeader(Strict):
-    secret: SecretStr = Field(description="HMAC key upstreams verify with (at least 32 characters; use ${ENV}).")
+    secret: SigningSecret = Field(description="HMAC key upstreams verify with (at least 32 characters; use ${ENV}).")
     header: str = "X-Mcpwall-Principal"
     servers: list[str] = Field(default_factory=list, description="Upstreams that get the header; empty: all.")
     ttl: Seconds = Field(60.0, gt=0, description="Lifetime of each signed assertion.")
-
-    @field_validator("secret")
-    @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters")
-        return value
 
 
 class PolicySettings(GuardSettings, PolicyDocument):
