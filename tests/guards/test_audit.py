@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -77,8 +78,8 @@ async def test_one_record_per_decision_with_every_field(harness: Harness) -> Non
     call.records.append(GuardRecord("policy", "pass", "allowed by rule dev-fs"))
     call.records.append(GuardRecord("dlp", "mutate", "masked 1 secret",
                                     findings=[{"type": "api_key", "match": SECRET}]))
-    outcome = Outcome(decision="deny", error_code=-31403, reason="blocked by policy", result_bytes=120,
-                      result_digest="sha256:abc", latency_ms=3.25)
+    result = {"content": [{"type": "text", "text": "Blocked by mcpwall"}], "isError": True}
+    outcome = Outcome(decision="deny", error_code=-31403, reason="blocked by policy", result=result, latency_ms=3.25)
     await guard.on_complete(call, outcome)
     await guard.aclose()
     harness.guards.clear()
@@ -89,7 +90,8 @@ async def test_one_record_per_decision_with_every_field(harness: Harness) -> Non
     assert (record["source"], record["transport"], record["era"]) == ("10.1.2.3:5555", "http", "modern")
     assert (record["upstream"], record["method"], record["target"]) == ("fs", "tools/call", "write_file")
     assert (record["decision"], record["error_code"], record["reason"]) == ("deny", -31403, "blocked by policy")
-    assert record["result"] == {"bytes": 120, "digest": "sha256:abc"}
+    encoded = orjson.dumps(result)
+    assert record["result"] == {"bytes": len(encoded), "digest": hashlib.sha256(encoded).hexdigest()}
     assert record["latency_ms"] == 3.25
     assert [g["guard"] for g in record["guards"]] == ["policy", "dlp"]
     assert record["guards"][0] == {"guard": "policy", "verdict": "pass", "reason": "allowed by rule dev-fs"}

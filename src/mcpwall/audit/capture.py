@@ -102,8 +102,9 @@ def call_record(call: Call, outcome: Outcome, redactor: Redactor) -> dict[str, A
         record["reason"] = redactor.redact(outcome.reason)
     if outcome.error_code is not None:
         record["error_code"] = outcome.error_code
-    if outcome.result_bytes or outcome.result_digest:
-        record["result"] = {"bytes": outcome.result_bytes, "digest": outcome.result_digest}
+    summary = outcome.result_summary()
+    if summary is not None:
+        record["result"] = {"bytes": summary[0], "digest": summary[1]}
     if call.labels:
         record["labels"] = sorted(call.labels)
     listed = call.scratch.get("audit.listed")

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from mcpwall import tracing
 from mcpwall.admin import metrics
@@ -272,7 +269,7 @@ class Gateway:
             result = await self._dispatch(call, peer, session)
             result = self._shape_result(call, result)
             reply = Reply(jsonrpc.response(call.request_id, result))
-            outcome.result_bytes, outcome.result_digest = _digest(result)
+            outcome.result = result
             if result.get("isError") is True and META_DECISION in (result.get("_meta") or {}):
                 outcome.decision = "deny"
                 outcome.reason = result["_meta"][META_DECISION].get("reason", "")
@@ -807,7 +804,4 @@ def _status(code: int, era: Era) -> int:
     return status_for_code(code, modern=era == "modern")
 
 
-def _digest(result: dict[str, Any]) -> tuple[int, str]:
-    data = orjson.dumps(result)
-    return len(data), hashlib.sha256(data).hexdigest()
 

@@ -15,10 +15,12 @@ Every hook has a harmless default, so a guard overrides only what it needs.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 from mcpwall.pipeline.verdict import PASS, Reject, Verdict
@@ -46,10 +48,20 @@ class Outcome:
     decision: Literal["allow", "deny", "error"]
     error_code: int | None = None
     reason: str = ""
-    result_bytes: int = 0
-    result_digest: str = ""
+    result: dict[str, Any] | None = None  # the result sent to the client, if any
     latency_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    _summary: tuple[int, str] | None = None
+
+    def result_summary(self) -> tuple[int, str] | None:
+        """(size in bytes, SHA-256 hex) of the result's JSON, computed on first use only: most
+        calls' results are never summarised (lists the audit skips), and large ones are costly."""
+        if self.result is None:
+            return None
+        if self._summary is None:
+            data = orjson.dumps(self.result)
+            self._summary = (len(data), hashlib.sha256(data).hexdigest())
+        return self._summary
 
 
 @dataclass(slots=True)
