@@ -390,3 +390,37 @@ async def test_upstream_url_to_cloud_metadata_is_refused(gateway_factory: Any) -
         names = {t.name for t in (await client.list_tools()).tools}
         assert "sdk__echo" in names and not any(n.startswith("meta__") for n in names)
     assert "upstream meta refused by the egress rules" in gw.output()
+
+
+async def test_requests_in_flight_are_capped(gateway_factory: Any, tmp_path: Path) -> None:
+    record = tmp_path / "calls.jsonl"
+    gw = gateway_factory({"servers": {"sdk": sdk_stdio(record)}, "guards": {"limits": {"max_in_flight": 1}}})
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+
+    def call(rid: int, name: str, arguments: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+        headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+                   "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": name}
+        body = {"jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                "params": {"name": name, "arguments": arguments, "_meta": meta}}
+        return headers, json.dumps(body).encode()
+
+    async with httpx.AsyncClient(timeout=30) as http, anyio.create_task_group() as tg:
+        first: list[httpx.Response] = []
+
+        async def slow() -> None:
+            headers, body = call(1, "sdk__slow", {"seconds": 2})
+            first.append(await http.post(gw.url, content=body, headers=headers))
+
+        tg.start_soon(slow)
+        await eventually(lambda: record.exists() and '"slow"' in record.read_text(), timeout=20,
+                         what="the first call to reach the upstream")
+        headers, body = call(2, "sdk__echo", {"text": "second"})
+        refused = await http.post(gw.url, content=body, headers=headers)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == -32600
+    assert first[0].status_code == 200 and "result" in first[0].json()
+    # The slot is released when a call completes: the next call goes through.
+    headers, body = call(3, "sdk__echo", {"text": "third"})
+    async with httpx.AsyncClient(timeout=30) as http:
+        third = (await http.post(gw.url, content=body, headers=headers)).json()
+    assert third["result"]["content"][0]["text"] == "third"
