@@ -100,10 +100,17 @@ class PolicyGuard(Guard):
             return None
 
     async def _watch(self) -> None:
+        seen = None  # the last fingerprint observed, loaded or not
         while True:
             await asyncio.sleep(self.settings.watch_interval)
             fingerprint = self._file_fingerprint()
             if fingerprint is None or fingerprint == self._fingerprint:
+                seen = fingerprint
+                continue
+            if fingerprint != seen:
+                # Changed since the last look: an editor or a script may be halfway through
+                # writing it, and a truncated file can still parse. Load it once it holds still.
+                seen = fingerprint
                 continue
             self._fingerprint = fingerprint  # try each version of the file once
             try:
